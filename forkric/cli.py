@@ -1,0 +1,144 @@
+"""Command line: `forkric run|local|soak|invoke`, and `python -m forkric [options] [HANDLER]`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from forkric import __version__, config, errors, handler, paths
+from forkric.logs import UNHANDLED_INIT_WARNING, Logs
+from forkric.runtime_api import RuntimeAPI
+
+log = logging.getLogger("forkric")
+SUBCOMMANDS = ("run", "local", "soak", "invoke")
+
+
+def _add_handler(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("handler", nargs="?", metavar="HANDLER",
+                        help="module.function, as in Lambda (default: $_HANDLER)")
+
+
+def _add_local(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=9000, help="Invoke API port (default 9000)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: loopback only)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="function timeout, seconds (default: $AWS_LAMBDA_FUNCTION_TIMEOUT "
+                             "or 3, as on Lambda)")
+    parser.add_argument("--max-queue", type=int, default=None,
+                        help="invocations waiting before 429 TooManyRequestsException")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forkric", description="A pre-forked, multi-process runtime for AWS Lambda Python "
+                                    "handlers: import once, fork N workers.")
+    parser.add_argument("--version", action="version", version=f"forkric {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the runtime: what a Lambda image starts")
+    _add_handler(run)
+    config.add_arguments(run)
+
+    local = commands.add_parser("local", help="an embedded Lambda service on loopback")
+    _add_handler(local)
+    config.add_arguments(local)
+    _add_local(local)
+
+    soak = commands.add_parser("soak", help="a bounded load with memory sampling and a report")
+    _add_handler(soak)
+    config.add_arguments(soak)
+    _add_local(soak)
+    soak.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    soak.add_argument("--users", type=int, default=8, help="concurrent Locust users")
+    soak.add_argument("--event", default="{}", help="event JSON, or @file")
+    soak.add_argument("--out", default="soak-out", help="folder for the report and the chart")
+
+    invoke = commands.add_parser("invoke", help="one call to an Invoke API, printed")
+    invoke.add_argument("--port", type=int, default=9000)
+    invoke.add_argument("--host", default="127.0.0.1")
+    invoke.add_argument("--function", default="function")
+    invoke.add_argument("--payload", default="{}", help="event JSON, or @file")
+    invoke.add_argument("--log-type", choices=("None", "Tail"), default="None")
+    invoke.add_argument("--invocation-type", choices=("RequestResponse", "Event", "DryRun"),
+                        default="RequestResponse")
+    return parser
+
+
+def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) -> config.Config:
+    given = {s.name: getattr(args, s.name, None) for s in config.SETTINGS}
+    return config.load(getattr(args, "handler", None), given, environ)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        cfg = settings(args)
+        if not cfg.runtime_api:
+            parser.error("AWS_LAMBDA_RUNTIME_API is not set: it names the Runtime API to poll "
+                         "(use `forkric local` for a local one)")
+        return run(cfg)
+    if args.command == "invoke":
+        from forkric.local.invoke import main as invoke_main
+
+        return invoke_main(args)
+    if args.command == "local":
+        from forkric.local import main as local_main
+
+        return local_main(args, settings(args))
+    from forkric.soak import main as soak_main
+
+    return soak_main(args, settings(args))
+
+
+def run_main() -> None:
+    """`python -m forkric`: the `run` command unless a subcommand is named."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] not in (*SUBCOMMANDS, "-h", "--help", "--version"):
+        argv = ["run", *argv]
+    sys.exit(main(argv))
+
+
+def run(cfg: config.Config) -> int:
+    """The runtime: path set-up, import the handler once, then hand over to the supervisor."""
+    from forkric.supervisor import Supervisor
+
+    paths.set_up()
+    logs = Logs(os.environ)
+    logs.install()
+    try:
+        function = handler.load(cfg.handler)
+    except Exception as exc:
+        return report_init_error(cfg, logs, exc)
+    task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
+    return Supervisor(cfg, function, logs, reload=lambda: reload_handler(cfg.handler, task_root)
+                      ).run()
+
+
+def report_init_error(cfg: config.Config, logs: Logs, exc: Exception) -> int:
+    """An init error is logged once and reported once, by the supervisor; then the runtime exits 1."""
+    error, _ = errors.from_exception(exc)
+    logging.warning(UNHANDLED_INIT_WARNING)
+    logs.error(error)
+    try:
+        RuntimeAPI(cfg.runtime_api, next_retries=0).post_init_error(error)
+    except Exception as post_failure:
+        log.error("forkric: could not report the init error: %s", post_failure)
+    return 1
+
+
+def reload_handler(name: str, task_root: str) -> handler.Handler:
+    """SIGHUP: forget the user's own modules (those under the task root), import the handler again."""
+    root = os.path.realpath(task_root) + os.sep
+    for module_name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if file and os.path.realpath(file).startswith(root):
+            del sys.modules[module_name]
+    importlib.invalidate_caches()
+    return handler.load(name)

@@ -1,0 +1,129 @@
+"""Every knob of forkric in one table: its flag, its environment variable, its default.
+
+The command line wins over the environment, the environment over the default. `Config` is built
+once, in `load`, and passed down; nothing else reads these variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    flag: str
+    env: tuple[str, ...]
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workers", "--workers", ("FORKRIC_WORKERS", "AWS_LAMBDA_MAX_CONCURRENCY"),
+            _positive_int, "worker processes (default: AWS_LAMBDA_MAX_CONCURRENCY, else 1)"),
+    Setting("max_worker_memory_mb", "--max-worker-memory", ("FORKRIC_MAX_WORKER_MEMORY_MB",),
+            _non_negative_float, "recycle a worker whose private memory (USS) passes this, MB"),
+    Setting("max_requests", "--max-requests", ("FORKRIC_MAX_REQUESTS",),
+            _non_negative_int, "recycle a worker after this many invocations (0: never)"),
+    Setting("max_requests_jitter", "--max-requests-jitter", ("FORKRIC_MAX_REQUESTS_JITTER",),
+            _non_negative_int, "add up to this many invocations to --max-requests, per worker"),
+    Setting("stuck_grace_s", "--stuck-grace", ("FORKRIC_STUCK_GRACE_S",),
+            _non_negative_float, "kill a worker busy this long past its deadline, seconds"),
+    Setting("shutdown_grace_s", "--shutdown-grace", ("FORKRIC_SHUTDOWN_GRACE_S",),
+            _non_negative_float, "on SIGTERM, how long busy workers may finish, seconds"),
+    Setting("trace_leaks", "--trace-leaks", ("FORKRIC_TRACE_LEAKS",),
+            _flag, "log the allocation sites that grew most when a worker is recycled for memory"),
+    Setting("status_file", "--status-file", ("FORKRIC_STATUS_FILE",),
+            str, "back the worker scoreboard with this file so other tools can read it"),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    handler: str = ""
+    runtime_api: str = ""
+    workers: int = 1
+    max_worker_memory_mb: float = 0.0
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    stuck_grace_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    trace_leaks: bool = False
+    status_file: str = ""
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare every setting's flag on a parser; values stay None unless given."""
+    for setting in SETTINGS:
+        if setting.parse is _flag:
+            parser.add_argument(setting.flag, dest=setting.name, action="store_const",
+                                const="1", default=None, help=setting.help)
+        else:
+            parser.add_argument(setting.flag, dest=setting.name, default=None,
+                                metavar=setting.name.split("_")[-1].upper(), help=setting.help)
+
+
+def _value(setting: Setting, given: str | None, environ: Mapping[str, str]) -> Any:
+    if given is not None:
+        source, text = setting.flag, given
+    else:
+        found = next(((name, environ[name]) for name in setting.env if environ.get(name)), None)
+        if found is None:
+            return None
+        source, text = found
+    try:
+        return setting.parse(str(text))
+    except ValueError as exc:
+        raise SystemExit(f"forkric: bad value for {source}: {exc}") from None
+
+
+def load(
+    handler: str | None,
+    given: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config from flags (`given`, by setting name) and the environment."""
+    env = os.environ if environ is None else environ
+    given = given or {}
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = _value(setting, given.get(setting.name), env)
+        if value is not None:
+            values[setting.name] = value
+    known = {f.name for f in fields(Config)}
+    return Config(
+        handler=handler or env.get("_HANDLER", ""),
+        runtime_api=env.get("AWS_LAMBDA_RUNTIME_API", ""),
+        environ=env,
+        **{k: v for k, v in values.items() if k in known},
+    )

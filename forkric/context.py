@@ -1,0 +1,105 @@
+"""The context object handed to a handler, attribute for attribute as awslambdaric builds it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+W3C_FIELDS = ("traceparent", "tracestate", "baggage")
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, identity: Mapping[str, Any] | None) -> None:
+        identity = identity or {}
+        self.cognito_identity_id = identity.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = identity.get("cognitoIdentityPoolId")
+
+    def __repr__(self) -> str:
+        return (f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
+                f"cognito_identity_pool_id={self.cognito_identity_pool_id}])")
+
+
+class Client:
+    __slots__ = ("app_package_name", "app_title", "app_version_code", "app_version_name",
+                 "installation_id")
+
+    def __init__(self, client: Mapping[str, Any]) -> None:
+        for name in self.__slots__:
+            setattr(self, name, client.get(name))
+
+    def __repr__(self) -> str:
+        return (f"Client([installation_id={self.installation_id},app_title={self.app_title},"
+                f"app_version_name={self.app_version_name},"
+                f"app_version_code={self.app_version_code},"
+                f"app_package_name={self.app_package_name}])")
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self.custom = context.get("custom")
+        self.env = context.get("env")
+        client = context.get("client")
+        self.client = None if client is None else Client(client)
+
+    def __repr__(self) -> str:
+        return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
+
+
+class LambdaContext:
+    """What `context` is inside a handler. The function's settings come from the environment."""
+
+    def __init__(
+        self,
+        request_id: str,
+        deadline_ms: int,
+        invoked_function_arn: str | None = None,
+        client_context: dict[str, Any] | None = None,
+        identity: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        log_sink: Any = None,
+    ) -> None:
+        env = os.environ
+        self.aws_request_id = request_id
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.invoked_function_arn = invoked_function_arn
+        self.tenant_id = tenant_id
+        # Lambda hands W3C trace fields over in the client context; they are read with w3c().
+        w3c = client_context.pop("w3c", None) if isinstance(client_context, dict) else None
+        self._w3c = {k: v for k, v in w3c.items() if k in W3C_FIELDS and isinstance(v, str)} \
+            if isinstance(w3c, dict) else {}
+        self.client_context = None if client_context is None else ClientContext(client_context)
+        self.identity = CognitoIdentity(identity)
+        self._deadline_ms = deadline_ms
+        self._log_sink = log_sink
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+    def w3c(self) -> dict[str, str]:
+        return dict(self._w3c)
+
+    def log(self, msg: Any) -> None:
+        if self._log_sink is not None:
+            self._log_sink.log(str(msg))
+        else:
+            sys.stdout.write(str(msg))
+
+    def __repr__(self) -> str:
+        return (f"LambdaContext([aws_request_id={self.aws_request_id},"
+                f"log_group_name={self.log_group_name},log_stream_name={self.log_stream_name},"
+                f"function_name={self.function_name},memory_limit_in_mb={self.memory_limit_in_mb},"
+                f"function_version={self.function_version},"
+                f"invoked_function_arn={self.invoked_function_arn},"
+                f"client_context={self.client_context},identity={self.identity},"
+                f"tenant_id={self.tenant_id}])")

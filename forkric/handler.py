@@ -1,0 +1,55 @@
+"""Handler string (`module.function`, `a/b/c.fn`) to callable, with Lambda's init error types."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from forkric import errors
+
+Handler = Callable[[Any, Any], Any]
+
+
+def _split(name: str) -> tuple[str, str]:
+    try:
+        module_name, function_name = name.rsplit(".", 1)
+    except ValueError as exc:
+        raise errors.LambdaError(
+            errors.MALFORMED_HANDLER_NAME, f"Bad handler '{name}': {exc}") from None
+    return module_name, function_name
+
+
+def _import(module_name: str) -> Any:
+    if module_name.split(".")[0] in sys.builtin_module_names:
+        raise errors.LambdaError(
+            errors.BUILT_IN_MODULE_CONFLICT,
+            f"Cannot use built-in module {module_name} as a handler module")
+    try:
+        return importlib.import_module(module_name.replace("/", "."))
+    except ImportError as exc:
+        raise errors.LambdaError(
+            errors.IMPORT_MODULE_ERROR,
+            f"Unable to import module '{module_name}': {exc}") from None
+    except SyntaxError as exc:
+        trace = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
+        raise errors.LambdaError(
+            errors.USER_CODE_SYNTAX_ERROR,
+            f"Syntax error in module '{module_name}': {exc}", trace) from None
+
+
+def load(name: str) -> Handler:
+    """Import the handler's module and return the function.
+
+    Raises LambdaError for the runtime's own init errors; any other exception the module raises
+    at import propagates, and is reported under its own class name.
+    """
+    module_name, function_name = _split(name)
+    module = _import(module_name)
+    try:
+        return getattr(module, function_name)
+    except AttributeError:
+        raise errors.LambdaError(
+            errors.HANDLER_NOT_FOUND,
+            f"Handler '{function_name}' missing on module '{module_name}'") from None
