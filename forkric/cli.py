@@ -122,7 +122,7 @@ def run(cfg: config.Config) -> int:
 
 
 def report_init_error(cfg: config.Config, logs: Logs, exc: Exception) -> int:
-    """An init error is logged once and reported once, by the supervisor; then the runtime exits 1."""
+    """An init error is logged and reported once, by the supervisor; then the runtime exits 1."""
     error, _ = errors.from_exception(exc)
     logging.warning(UNHANDLED_INIT_WARNING)
     logs.error(error)
@@ -134,7 +134,7 @@ def report_init_error(cfg: config.Config, logs: Logs, exc: Exception) -> int:
 
 
 def reload_handler(name: str, task_root: str) -> handler.Handler:
-    """SIGHUP: forget the user's own modules (those under the task root), import the handler again."""
+    """SIGHUP: forget the user's modules (those under the task root), import the handler again."""
     root = os.path.realpath(task_root) + os.sep
     for module_name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None) or ""

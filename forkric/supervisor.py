@@ -6,6 +6,7 @@ main loop, woken through the wakeup fd, does the work, one short method per conc
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -231,10 +232,8 @@ class Supervisor:
             traceback.print_exc()
         finally:
             for stream in (sys.stdout, sys.stderr):
-                try:
+                with contextlib.suppress(Exception):
                     stream.flush()
-                except Exception:
-                    pass
         return code
 
     def reap_workers(self) -> None:
@@ -362,10 +361,8 @@ class Supervisor:
         self.stop_deadline = time.monotonic() + TICK_S
 
     def _signal(self, pid: int, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _oom_kill_count() -> int:

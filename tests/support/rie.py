@@ -146,7 +146,7 @@ def _start(argv: list[str], cwd: Path, env: Mapping[str, str], log_path: Path,
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without variables that would change the runtime's behaviour."""
+    """The test environment without the variables that would change the runtime's behaviour."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_LAMBDA_", "FORKRIC_", "_LAMBDA_", "_HANDLER", "PYTHON"))}
     env.update(extra)
