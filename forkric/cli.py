@@ -112,6 +112,9 @@ def run(cfg: config.Config) -> int:
     paths.set_up()
     logs = Logs(os.environ)
     logs.install()
+    if not logs.level:
+        # The supervisor's own lines (starts, deaths, recycles) show even at the default WARNING.
+        log.setLevel(logging.INFO)
     try:
         function = handler.load(cfg.handler)
     except Exception as exc:

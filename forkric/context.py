@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -15,9 +16,11 @@ class CognitoIdentity:
     __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
 
     def __init__(self, identity: Mapping[str, Any] | None) -> None:
-        identity = identity or {}
-        self.cognito_identity_id = identity.get("cognitoIdentityId")
-        self.cognito_identity_pool_id = identity.get("cognitoIdentityPoolId")
+        # Only None means "no identity": any other JSON value must be a mapping (as in
+        # awslambdaric, `[]` or `0` fails with AttributeError).
+        self.cognito_identity_id = None if identity is None else identity.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = None if identity is None \
+            else identity.get("cognitoIdentityPoolId")
 
     def __repr__(self) -> str:
         return (f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
@@ -90,10 +93,13 @@ class LambdaContext:
         return dict(self._w3c)
 
     def log(self, msg: Any) -> None:
-        if self._log_sink is not None:
-            self._log_sink.log(str(msg))
-        else:
-            sys.stdout.write(str(msg))
+        # As awslambdaric: the sink of the first root handler that has one, else stdout; so a
+        # handler that replaced the root logger's handlers logs to stdout here too.
+        for handler in logging.getLogger().handlers:
+            if hasattr(handler, "log_sink"):
+                handler.log_sink.log(str(msg))
+                return
+        sys.stdout.write(str(msg))
 
     def __repr__(self) -> str:
         return (f"LambdaContext([aws_request_id={self.aws_request_id},"

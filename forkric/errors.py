@@ -56,8 +56,14 @@ def from_exception(exc: BaseException, request_id: str = "") -> tuple[dict[str, 
             "LambdaValidationError", exc.message, traceback.StackSummary())
     frames = user_frames(exc.__traceback__)
     name = type(exc).__name__
-    return body(str(exc), name, traceback.format_list(frames), request_id), xray_cause(
+    return body(str(exc), name, format_frames(frames), request_id), xray_cause(
         name, str(exc), frames)
+
+
+def format_frames(frames: traceback.StackSummary) -> list[str]:
+    """The stack trace entries as awslambdaric writes them: from plain (file, line, name, source)
+    tuples, so Python 3.11+ adds no `^^^^` position markers under the source lines."""
+    return traceback.format_list([(f.filename, f.lineno, f.name, f.line) for f in frames])
 
 
 def xray_cause(error_type: str, message: str, frames: traceback.StackSummary) -> dict[str, Any]:

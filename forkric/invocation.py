@@ -50,15 +50,17 @@ def make_context(invocation: Invocation, log_sink: Any = None) -> LambdaContext:
         invoked_function_arn=header("Lambda-Runtime-Invoked-Function-Arn"),
         client_context=_json_header(header("Lambda-Runtime-Client-Context"), "Client Context"),
         identity=_json_header(header("Lambda-Runtime-Cognito-Identity"), "Cognito Identity"),
-        tenant_id=header("Lambda-Runtime-Aws-Tenant-Id"),
+        tenant_id=header("Lambda-Runtime-Aws-Tenant-Id") or None,
         log_sink=log_sink,
     )
 
 
 def run(invocation: Invocation, handler: Handler, log: logs.Logs) -> Outcome:
     """Call the handler on one invocation; every failure becomes Lambda's error shape, logged."""
-    logs.set_request(invocation.request_id, invocation.header("Lambda-Runtime-Aws-Tenant-Id"))
-    _set_trace_id(invocation.header("Lambda-Runtime-Trace-Id"))
+    # An empty trace or tenant header counts as absent, as awslambdaric's native client has it.
+    logs.set_request(invocation.request_id,
+                     invocation.header("Lambda-Runtime-Aws-Tenant-Id") or None)
+    _set_trace_id(invocation.header("Lambda-Runtime-Trace-Id") or None)
     try:
         context = make_context(invocation, log.sink)
         event = marshal.event(invocation.body, invocation.header("Content-Type"))

@@ -38,8 +38,12 @@ UNHANDLED_INIT_WARNING = (
     "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"
 )
 
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "aws_request_id", "tenant_id", "_frame_type", "taskName"}
+# The record attributes a JSON log line leaves out; any other one (`extra`, but also `taskName` on
+# Python 3.12+, or `asctime` set by another formatter) is written, as awslambdaric does.
+_RECORD_FIELDS = frozenset({
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info",
+    "exc_text", "stack_info", "lineno", "funcName", "created", "msecs", "relativeCreated", "thread",
+    "threadName", "processName", "process", "aws_request_id", "tenant_id", "_frame_type"})
 
 # One invocation at a time per process: the request id is process state.
 request_id = ""
@@ -123,7 +127,9 @@ class JsonFormatter(logging.Formatter):
             "message": message,
             "logger": record.name,
             "stackTrace": traceback.format_tb(exc[2]) if exc else None,
-            "errorType": exc[0].__name__ if exc and exc[0] else None,
+            # exc_info (None, None, None) (logger.exception outside an except block) raises
+            # AttributeError here, out of the handler into the caller, as in awslambdaric.
+            "errorType": exc[0].__name__ if exc else None,
             "errorMessage": str(exc[1]) if exc else None,
             "requestId": getattr(record, "aws_request_id", None),
             "location": f"{record.pathname}:{record.funcName}:{record.lineno}" if exc else None,
@@ -163,7 +169,9 @@ class Logs:
     def __init__(self, environ: MutableMapping[str, str]) -> None:
         self.json = (environ.get("AWS_LAMBDA_LOG_FORMAT") or "").upper() == "JSON"
         level = environ.get("AWS_LAMBDA_LOG_LEVEL")
-        self.level = {"TRACE": "DEBUG"}.get(level.upper(), level.upper()) if level else ""
+        # Only an upper-case TRACE means DEBUG; "trace" stays TRACE, an unknown level, as in
+        # awslambdaric.
+        self.level = {"TRACE": "DEBUG"}.get(level, level).upper() if level else ""
         error_frame = (JSON_FRAME if self.json else TEXT_FRAME)[logging.ERROR]
         fd = environ.pop("_LAMBDA_TELEMETRY_LOG_FD", None)
         self.sink: StdoutSink | FrameSink = FrameSink(int(fd), error_frame) if fd else StdoutSink()

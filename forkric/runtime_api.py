@@ -51,7 +51,15 @@ class Invocation:
     headers: http.client.HTTPMessage
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name)
+        # http.client decodes header bytes as latin-1; Lambda sends UTF-8 (a client context with
+        # non-ASCII text), which awslambdaric's native client decodes as such.
+        value = self.headers.get(name)
+        if value is None or value.isascii():
+            return value
+        try:
+            return value.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return value
 
 
 class RuntimeAPI:

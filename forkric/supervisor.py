@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from forkric import errors, worker
@@ -205,6 +205,7 @@ class Supervisor:
             max_requests=self.config.max_requests + random.randint(
                 0, self.config.max_requests_jitter) if self.config.max_requests else 0,
             trace_leaks=self.config.trace_leaks,
+            timeout_ms=_function_timeout_ms(self.config.environ),
         )
         pid = os.fork()
         if pid:
@@ -330,9 +331,10 @@ class Supervisor:
         return next(i for i in range(self.board.capacity) if i not in used)
 
     def _retire(self, pid: int) -> None:
+        """Ask a worker to leave once it has served the invocation it waits for or holds."""
         if pid in self.workers:
             self.retiring.add(pid)
-            self._signal(pid, signal.SIGTERM)
+            self._signal(pid, worker.RETIRE_SIGNAL)
 
     def kill_stuck_workers(self) -> None:
         now_ms = time.time() * 1000
@@ -365,16 +367,38 @@ class Supervisor:
             os.kill(pid, sig)
 
 
+def _function_timeout_ms(environ: Mapping[str, str]) -> int:
+    try:
+        return int(float(environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "")) * 1000)
+    except ValueError:
+        return 0
+
+
 def _oom_kill_count() -> int:
-    """The kernel's count of OOM kills in this process's cgroup (v2), 0 when unknown."""
+    """The kernel's count of OOM kills in this process's memory cgroup (v1 or v2), 0 if unknown."""
     try:
         with open("/proc/self/cgroup") as file:
-            path = next(line.split(":", 2)[2].strip() for line in file if line.startswith("0::"))
-        with open(f"/sys/fs/cgroup{path}/memory.events") as file:
-            for line in file:
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-    except (OSError, StopIteration, ValueError):
-        pass
+            entries = [line.rstrip("\n").split(":", 2) for line in file]
+    except OSError:
+        return 0
+    for _, controllers, path in entries:
+        if "memory" in controllers.split(","):
+            found = _read_counter(f"/sys/fs/cgroup/memory{path}/memory.oom_control", "oom_kill")
+            if found is not None:
+                return found
+    for _, controllers, path in entries:
+        if controllers == "":
+            return _read_counter(f"/sys/fs/cgroup{path}/memory.events", "oom_kill") or 0
     return 0
+
+
+def _read_counter(path: str, key: str) -> int | None:
+    try:
+        with open(path) as file:
+            for line in file:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return None

@@ -27,6 +27,9 @@ EXIT_RECYCLE = 90
 EXIT_API_GONE = 91
 
 STACK_SIGNAL = signal.SIGUSR1  # the supervisor asks a stuck worker for its Python stack
+# "Leave after your next invocation." A worker waiting on /next cannot just leave: the Runtime
+# API may already have handed that request an invocation, which would then be lost.
+RETIRE_SIGNAL = signal.SIGUSR2
 LMI_SOCKET_ENV = "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET"
 _PR_SET_PDEATHSIG = 1
 
@@ -38,6 +41,7 @@ class Limits:
     max_uss_kb: int = 0  # 0: no memory limit
     max_requests: int = 0  # 0: no request limit, already jittered for this worker
     trace_leaks: bool = False
+    timeout_ms: int = 0  # the function timeout when known: a later deadline is not believed
 
 
 class _Stop(BaseException):
@@ -55,6 +59,7 @@ class Worker:
         self.limits = limits
         self.polling = False
         self.stopping = False
+        self.retiring = False
         self.baseline: tracemalloc.Snapshot | None = None
 
     def run(self) -> int:
@@ -64,7 +69,7 @@ class Worker:
             tracemalloc.start(10)
             self.baseline = tracemalloc.take_snapshot()
         try:
-            while not self.stopping:
+            while not (self.stopping or self.retiring):
                 self.slot.idle()
                 self.polling = True
                 try:
@@ -84,7 +89,12 @@ class Worker:
         return EXIT_STOPPED
 
     def _serve(self, job: invocation.Invocation) -> None:
-        self.slot.busy(job.request_id, job.deadline_ms)
+        deadline_ms = job.deadline_ms
+        if self.limits.timeout_ms:
+            # The RIE's managed-instances mode sends deadlines far in the future; the function
+            # timeout, when the environment names it, bounds what the stuck-worker check waits.
+            deadline_ms = min(deadline_ms, int(time.time() * 1000) + self.limits.timeout_ms)
+        self.slot.busy(job.request_id, deadline_ms)
         outcome = invocation.run(job, self.handler, self.logs)
         if outcome.error is None:
             status = self.api.post_response(job.request_id, outcome.body, outcome.content_type)
@@ -131,7 +141,11 @@ class Worker:
         for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(RETIRE_SIGNAL, self._on_retire)
         faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
+
+    def _on_retire(self, signum: int, frame: object) -> None:
+        self.retiring = True
 
     def _on_stop(self, signum: int, frame: object) -> None:
         # Waiting on /next: leave now, nothing is held. Otherwise finish the invocation first.

@@ -1,0 +1,124 @@
+"""`forkric local`: an embedded Lambda service on loopback, with the runtime as its child.
+
+The Invoke API queues invocations (FIFO, up to --max-queue) and maps every outcome as Lambda
+does; the Runtime API serves any number of long-polling workers. See service.py for the routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from forkric.config import Config
+from forkric.local.invocations import Invocations
+from forkric.local.logcapture import LogCapture
+from forkric.local.runtime import Plan, Runtime
+from forkric.local.service import Service
+
+DEFAULT_TIMEOUT_S = 3.0
+DEFAULT_MAX_QUEUE = 100
+STOP_EXTRA_S = 5.0  # on top of the supervisor's shutdown grace
+
+
+@dataclass(frozen=True)
+class Options:
+    handler: str
+    host: str
+    port: int
+    workers: int
+    timeout_s: float
+    max_queue: int
+    config: Config
+
+
+def options(args: argparse.Namespace, config: Config) -> Options:
+    env = config.environ or os.environ
+    workers_given = getattr(args, "workers", None) is not None or any(
+        env.get(name) for name in ("FORKRIC_WORKERS", "AWS_LAMBDA_MAX_CONCURRENCY"))
+    timeout = args.timeout if args.timeout is not None else float(
+        env.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or DEFAULT_TIMEOUT_S)
+    max_queue = args.max_queue if args.max_queue is not None else int(
+        env.get("FORKRIC_MAX_QUEUE") or DEFAULT_MAX_QUEUE)
+    return Options(handler=config.handler, host=args.host, port=args.port,
+                   workers=config.workers if workers_given else os.cpu_count() or 1,
+                   timeout_s=timeout, max_queue=max_queue, config=config)
+
+
+def main(args: argparse.Namespace, config: Config) -> int:
+    opts = options(args, config)
+    if not opts.handler:
+        print("forkric local: name a handler (module.function) or set _HANDLER", file=sys.stderr)
+        return 2
+    if opts.timeout_s <= 0 or opts.max_queue < 0:
+        print("forkric local: --timeout must be positive and --max-queue not negative",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="forkric-local-") as workdir:
+        return asyncio.run(serve(opts, workdir))
+
+
+async def serve(opts: Options, workdir: str) -> int:
+    invocations = Invocations(opts.timeout_s, opts.max_queue)
+    runtime: Runtime | None = None
+    capture = LogCapture(os.path.join(workdir, "logs.sock"),
+                         lambda: runtime.board() if runtime else None)
+    plan = Plan(opts.handler, opts.workers, opts.timeout_s, capture.path, opts.config)
+    runtime = Runtime(plan, workdir, capture.echo_line, lambda code: service.runtime_ended(code))
+    service = Service(invocations, runtime, capture)
+    capture.start()
+    runtime_runner = await _listen(service.runtime_app(), "127.0.0.1", 0,
+                                   handler_cancellation=True)
+    invoke_runner = await _listen(service.invoke_app(), opts.host, opts.port)
+    runtime_api = f"127.0.0.1:{_port(runtime_runner)}"
+    _announce(opts, _port(invoke_runner), runtime_api)
+    runtime.start(runtime_api)
+    await _until_signalled()
+    print("forkric local: stopping", flush=True)
+    await service.stop(opts.config.shutdown_grace_s + STOP_EXTRA_S)
+    await invoke_runner.cleanup()
+    await runtime_runner.cleanup()
+    capture.close()
+    print("forkric local: stopped", flush=True)
+    return 0
+
+
+async def _listen(app: web.Application, host: str, port: int,
+                  handler_cancellation: bool = False) -> web.AppRunner:
+    # handler_cancellation: a worker that leaves while it long-polls must not be handed work.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           handler_cancellation=handler_cancellation)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def _port(runner: web.AppRunner) -> int:
+    address = runner.addresses[0]
+    return int(address[1])
+
+
+def _announce(opts: Options, port: int, runtime_api: str) -> None:
+    host = f"[{opts.host}]" if ":" in opts.host else opts.host
+    print(f"forkric local: Invoke API on http://{host}:{port}"
+          f"/2015-03-31/functions/function/invocations", flush=True)
+    print(f"forkric local: status on http://{host}:{port}/status; Runtime API on "
+          f"{runtime_api}", flush=True)
+    print(f"forkric local: {opts.workers} worker(s) of {opts.handler}, timeout "
+          f"{opts.timeout_s:g} s, up to {opts.max_queue} queued", flush=True)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)

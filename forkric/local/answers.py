@@ -1,0 +1,88 @@
+"""What the Invoke API answers: Lambda's statuses, headers and bodies, in one place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+# Lambda's buffered payload limits: 6 MiB in; the response may be 100 bytes more (its own figure).
+REQUEST_LIMIT = 6 * 1024 * 1024
+RESPONSE_LIMIT = REQUEST_LIMIT + 100
+FUNCTION_ERROR = "X-Amz-Function-Error"
+ERROR_TYPE = "x-amzn-ErrorType"
+
+
+@dataclass
+class Result:
+    """The invoker's answer to one invocation."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def function_error(self) -> bool:
+        return FUNCTION_ERROR in self.headers
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def service_error(status: int, error_type: str, message: str, **extra: str) -> Result:
+    """An error of the Lambda service itself (throttling, limits, bad requests)."""
+    body = {"Type": "User", "message": message, **extra}
+    return Result(status, _json(body), headers={ERROR_TYPE: error_type})
+
+
+def too_many_requests(max_queue: int) -> Result:
+    return service_error(429, "TooManyRequestsException", "Rate Exceeded.",
+                         Reason=f"forkric local: {max_queue} invocation(s) already queued")
+
+
+def request_too_large(size: int) -> Result:
+    return service_error(413, "RequestEntityTooLargeException",
+                         f"Request must be smaller than {REQUEST_LIMIT} bytes for the "
+                         f"InvokeFunction operation (it was {size} bytes)")
+
+
+def stopping() -> Result:
+    return service_error(503, "ServiceException", "forkric local is stopping")
+
+
+def success(body: bytes, content_type: str) -> Result:
+    return Result(200, body, content_type or "application/json")
+
+
+def function_error(body: bytes) -> Result:
+    """An error the runtime reported (handler exception, crash of a worker): 200, Unhandled."""
+    return Result(200, body, "application/json", {FUNCTION_ERROR: "Unhandled"})
+
+
+def error_body(error_type: str, message: str) -> bytes:
+    return _json({"errorMessage": message, "errorType": error_type})
+
+
+def timed_out(timeout_s: float) -> Result:
+    # The classic RIE's exact answer: plain text, the timeout with two decimals.
+    return Result(200, f"Task timed out after {timeout_s:.2f} seconds".encode(), "text/plain",
+                  {FUNCTION_ERROR: "Unhandled"})
+
+
+def response_too_large(size: int) -> Result:
+    return function_error(error_body(
+        "Function.ResponseSizeTooLarge",
+        f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+        f"({RESPONSE_LIMIT} bytes)."))
+
+
+def init_error(body: bytes) -> Result:
+    # As the classic RIE answers an invocation whose runtime failed to initialise.
+    return Result(502, body, "application/json")
+
+
+def runtime_exit(request_id: str, wording: str) -> Result:
+    return function_error(error_body(
+        "Runtime.ExitError",
+        f"RequestId: {request_id} Error: Runtime exited with error: {wording}"))

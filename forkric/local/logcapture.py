@@ -1,0 +1,195 @@
+"""The runtime's output, echoed to the console and attributed to invocations for `Tail`.
+
+Each worker's stdout and stderr are their own Unix socket connections: the supervisor already
+does that when `_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET` names a socket (Lambda Managed Instances),
+so the lines of concurrent workers never mix. The peer's pid (SO_PEERCRED) names the worker; the
+scoreboard says which invocation that worker holds. A worker writes its lines before it posts
+the result, so when the result arrives, draining that worker's sockets (without blocking) gets
+every line of the invocation: they are whatever the worker wrote since its previous invocation
+ended. The supervisor's own output (and a worker's before it connects) comes through a pipe and
+is only echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from forkric.scoreboard import Scoreboard
+
+_PEERCRED = struct.Struct("3i")  # pid, uid, gid
+MAX_KEPT = 64 * 1024  # per worker, between two invocations: more is dropped from the front
+DEAD_KEPT_S = 5.0  # how long the lines of a dead worker wait for the report of its invocation
+
+
+@dataclass
+class _Stream:
+    sock: socket.socket
+    pid: int
+    partial: bytes = b""
+    closed: bool = False
+
+
+@dataclass
+class _Worker:
+    lines: list[str] = field(default_factory=list)
+    size: int = 0
+    streams: list[_Stream] = field(default_factory=list)
+    index: int = -1  # its scoreboard slot, once known
+    ended: float = 0.0  # when its last stream closed (monotonic)
+
+
+class LogCapture:
+    def __init__(self, path: str, board: Callable[[], Scoreboard | None],
+                 echo: TextIO | None = None) -> None:
+        self.path = path
+        self.board = board
+        self.echo = echo or sys.stdout
+        self.workers: dict[int, _Worker] = {}
+        self.listener: socket.socket | None = None
+
+    def start(self) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(256)
+        self.listener.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.listener.fileno(), self._accept)
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for pid in list(self.workers):
+            for stream in self.workers[pid].streams:
+                self._close(stream, loop)
+        self.workers.clear()
+        if self.listener is not None:
+            loop.remove_reader(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn.setblocking(False)
+            pid = _peer_pid(conn)
+            stream = _Stream(conn, pid)
+            self.workers.setdefault(pid, _Worker()).streams.append(stream)
+            asyncio.get_running_loop().add_reader(conn.fileno(), self._read, stream)
+
+    def _read(self, stream: _Stream) -> None:
+        while not stream.closed:
+            try:
+                data = stream.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close(stream, asyncio.get_running_loop())
+                return
+            self._feed(stream, data)
+
+    def _close(self, stream: _Stream, loop: asyncio.AbstractEventLoop) -> None:
+        if stream.closed:
+            return
+        stream.closed = True
+        loop.remove_reader(stream.sock.fileno())
+        stream.sock.close()
+        if stream.partial:
+            self._line(stream.pid, stream.partial)
+            stream.partial = b""
+        worker = self.workers.get(stream.pid)
+        if worker is not None and all(s.closed for s in worker.streams):
+            worker.ended = time.monotonic()
+
+    def _feed(self, stream: _Stream, data: bytes) -> None:
+        *complete, stream.partial = (stream.partial + data).split(b"\n")
+        for raw in complete:
+            self._line(stream.pid, raw)
+
+    def _line(self, pid: int, raw: bytes) -> None:
+        # The runtime joins a multi-line error record with CR so that it stays one event.
+        text = raw.decode("utf-8", "replace").replace("\r", "\n")
+        self.echo_line(text)
+        worker = self.workers.setdefault(pid, _Worker())
+        worker.lines.append(text)
+        worker.size += len(text) + 1
+        while worker.size > MAX_KEPT and len(worker.lines) > 1:
+            worker.size -= len(worker.lines.pop(0)) + 1
+
+    def echo_line(self, text: str) -> None:
+        try:
+            self.echo.write(text + "\n")
+            self.echo.flush()
+        except (OSError, ValueError):
+            pass  # a closed console must not stop the service
+
+    def collect(self, request_id: str) -> list[str]:
+        """The lines of an invocation that is ending now (see the module's notes)."""
+        pid = self._holder(request_id)
+        if pid is None:
+            pid = self._dead_holder()
+        if pid is None:
+            return []
+        worker = self.workers[pid]
+        for stream in worker.streams:
+            self._read(stream)
+        lines, worker.lines, worker.size = worker.lines, [], 0
+        if all(s.closed for s in worker.streams):
+            del self.workers[pid]
+        return lines
+
+    def forget(self, request_id: str) -> None:
+        """An invocation ended without anyone asking for its log: drop its lines all the same."""
+        self.collect(request_id)
+
+    def _holder(self, request_id: str) -> int | None:
+        board = self.board()
+        if board is None:
+            return None
+        for pid, worker in self.workers.items():
+            if worker.index < 0 or worker.index >= board.capacity or \
+                    board.slot(worker.index).pid != pid:
+                worker.index = _find_slot(board, pid)
+            if worker.index >= 0:
+                slot = board.slot(worker.index)
+                if slot.pid == pid and slot.request_id == request_id and slot.state == "busy":
+                    return pid
+        return None
+
+    def _dead_holder(self) -> int | None:
+        # A worker that died mid-invocation: its slot is cleared, but its streams are at their end
+        # (the supervisor reports the death only after reaping it), and it is the only such one.
+        for worker in list(self.workers.values()):
+            for stream in worker.streams:
+                self._read(stream)
+        now = time.monotonic()
+        for pid, worker in list(self.workers.items()):
+            if worker.ended and now - worker.ended > DEAD_KEPT_S:
+                del self.workers[pid]
+        dead = [pid for pid, w in self.workers.items() if w.ended and w.lines]
+        return dead[0] if len(dead) == 1 else None
+
+
+def _find_slot(board: Scoreboard, pid: int) -> int:
+    return next((s.index for s in board.slots() if s.pid == pid), -1)
+
+
+def _peer_pid(conn: socket.socket) -> int:
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        return int(_PEERCRED.unpack(creds)[0])
+    except (AttributeError, OSError):
+        return 0  # not Linux: all workers share one stream of lines

@@ -1,0 +1,203 @@
+"""The runtime child: `python -m forkric run HANDLER`, started as Lambda starts a bootstrap.
+
+Started at once, and again with backoff when it dies as a whole. After an init error it is
+started again only when an invocation wants it, as Lambda initialises again on the next invoke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from forkric.config import SETTINGS, Config
+from forkric.scoreboard import Scoreboard
+from forkric.supervisor import SIGNAL_WORDS
+from forkric.worker import LMI_SOCKET_ENV
+
+MAX_BACKOFF_S = 5.0
+LINE_LIMIT = 1024 * 1024
+STEADY_S = 10.0  # a runtime that lived this long starts the backoff from scratch
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    handler: str
+    workers: int
+    timeout_s: float
+    log_socket: str
+    config: Config
+
+
+def wording(returncode: int) -> str:
+    """How Lambda words the end of a runtime process: 'signal: killed', 'exit status 1'."""
+    if returncode < 0:
+        sig = -returncode
+        with contextlib.suppress(ValueError):
+            return "signal: " + (SIGNAL_WORDS.get(signal.Signals(sig)) or f"signal {sig}")
+        return f"signal: signal {sig}"
+    return f"exit status {returncode}"
+
+
+def child_environment(plan: Plan, runtime_api: str, status_file: str) -> dict[str, str]:
+    """The child's environment: ours, every forkric setting as its variable, and Lambda's own."""
+    env = dict(plan.config.environ or os.environ)
+    for setting in SETTINGS:
+        value = getattr(plan.config, setting.name)
+        env.pop(setting.env[0], None)
+        if value not in (None, "", 0, 0.0, False):
+            env[setting.env[0]] = "1" if value is True else str(value)
+    env.pop("AWS_LAMBDA_MAX_CONCURRENCY", None)
+    env.update({
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "FORKRIC_WORKERS": str(plan.workers),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": f"{plan.timeout_s:g}",
+        "FORKRIC_STATUS_FILE": status_file,
+        LMI_SOCKET_ENV: plan.log_socket,
+        "PYTHONUNBUFFERED": "1",
+    })
+    for name, value in (("AWS_LAMBDA_FUNCTION_NAME", "function"),
+                        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+                        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008"),
+                        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/function"),
+                        ("AWS_LAMBDA_LOG_STREAM_NAME", "$LATEST"),
+                        ("AWS_REGION", "us-east-1"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        env.setdefault(name, value)
+    return env
+
+
+def _die_with_us() -> Callable[[], None] | None:
+    """A pre-exec hook so that the runtime never outlives this service (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not in the forked child
+    prctl = libc.prctl
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return hook
+
+
+class Runtime:
+    def __init__(self, plan: Plan, workdir: str, on_line: Callable[[str], None],
+                 on_exit: Callable[[int], None]) -> None:
+        self.plan = plan
+        self.workdir = workdir
+        self.on_line = on_line
+        self.on_exit = on_exit  # told the return code of every runtime that ended
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self.exits: list[int] = []
+        self.init_failed = False  # the current (or last) runtime reported an init error
+        self.wanted = asyncio.Event()
+        self.wanted.set()
+        self.stopping = False
+        self.status_file = ""
+        self.runtime_api = ""
+        self._board: Scoreboard | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, runtime_api: str) -> None:
+        """Start supervising the runtime, which polls the Runtime API at `host:port`."""
+        self.runtime_api = runtime_api
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    def want(self) -> None:
+        """An invocation waits: start the runtime if it is down after an init error."""
+        self.wanted.set()
+
+    def board(self) -> Scoreboard | None:
+        """The current runtime's scoreboard, once its supervisor made it."""
+        if self._board is None and self.status_file and self.process is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if os.path.getsize(self.status_file) > 0:
+                    self._board = Scoreboard.open(self.status_file)
+        return self._board
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.returncode is None else None
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self.stopping:
+            await self.wanted.wait()
+            if self.stopping:
+                break
+            started = time.monotonic()
+            code = await self._run_once()
+            self.exits.append(code)
+            if self.init_failed:
+                self.wanted.clear()  # the next invocation starts it again (on_exit may want it)
+            self.on_exit(code)
+            if self.stopping:
+                break
+            if self.init_failed:
+                failures = 0
+                continue
+            failures = 0 if time.monotonic() - started > STEADY_S else failures + 1
+            delay = min(0.1 * 2 ** (failures - 1), MAX_BACKOFF_S) if failures else 0.0
+            self.on_line(f"forkric local: the runtime ended ({wording(code)}); "
+                         f"starting it again in {delay:.1f} s")
+            await asyncio.sleep(delay)
+
+    async def _run_once(self) -> int:
+        self.starts += 1
+        self.init_failed = False
+        self._new_status_file()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "forkric", "run", self.plan.handler,
+            env=child_environment(self.plan, self.runtime_api, self.status_file),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_us(), limit=LINE_LIMIT)
+        await self._echo(self.process.stdout)
+        return await self.process.wait()
+
+    async def _echo(self, output: asyncio.StreamReader | None) -> None:
+        """The supervisor's own output (workers write to their sockets once they run)."""
+        while output is not None:
+            try:
+                raw = await output.readline()
+            except ValueError:  # a line over the limit: take it in pieces
+                raw = await output.read(LINE_LIMIT)
+            if not raw:
+                return
+            self.on_line(raw.decode("utf-8", "replace").rstrip("\n").replace("\r", "\n"))
+
+    def _new_status_file(self) -> None:
+        # A fresh file per runtime: the supervisor truncates its file, and reading a mapping of a
+        # truncated file would kill this process with SIGBUS.
+        if self.status_file:
+            with contextlib.suppress(OSError):
+                os.unlink(self.status_file)
+        fd, self.status_file = tempfile.mkstemp(prefix=f"status-{self.starts}-", dir=self.workdir)
+        os.close(fd)
+        self._board = None
+
+    async def stop(self, grace_s: float) -> None:
+        """SIGTERM the runtime, wait for it (busy workers finish), SIGKILL it past the grace."""
+        self.stopping = True
+        self.wanted.set()
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._task, 5.0)
+

@@ -1,0 +1,178 @@
+"""The leak estimator: private memory (USS) growth per invocation, inside each worker's lifetime.
+
+Why USS against invocations, per lifetime:
+- USS is what a worker owns alone. Right after the fork it is near zero (every page is shared
+  with the supervisor) and it grows by what the worker allocates, plus the shared pages it
+  writes to (copy-on-write). PSS and RSS mix in the supervisor's pages; time mixes in load.
+- A recycle or a crash starts a new process from the same frozen image: each pid is a lifetime
+  of its own, with its own intercept. Only slopes inside one lifetime mean anything.
+
+How, robustly:
+- Warm-up: the first invocations of a lifetime touch shared pages (copy-on-write) and fill
+  caches (imports done lazily, allocator arenas, the first response buffers). The first
+  WARMUP_SAMPLES samples of every lifetime, and those before WARMUP_INVOCATIONS invocations, are
+  left out.
+- Noise: the allocators grow in steps (pymalloc arenas of 1 MiB on 3.10+, glibc heap and mmap
+  thresholds of 128 KiB and more), and a sample's USS and invocation count are read a few
+  milliseconds apart. So the slope is a Theil-Sen one: the median of the slopes between every
+  pair of samples of the same lifetime, each pair weighted by the invocations between its two
+  samples, all lifetimes' pairs pooled. A lifetime thus counts by the invocations it spans (and a
+  short lifetime between two recycles still contributes its pairs); one step of an allocator
+  moves the median little.
+
+How sure (`confidence`, 0 to 1): the weighted share of those pairs whose USS grew, minus the
+share whose USS shrank (Kendall's tau, weighted as above, counted only upwards). A steady leak
+makes nearly every later sample higher than every earlier one: close to 1. A clean handler's
+USS wanders up and down and plateaus: near 0, however large a step one of them took. Also
+given: `r2`, the share of the within-lifetime USS variance a straight line in invocations
+explains, and `consistency`, the invocation-weighted share of lifetimes whose own slope is over
+the threshold.
+
+When it is suspected: all three of
+- `kb_per_invocation` >= MIN_KB_PER_INVOCATION (1 KB): below that, a 30-second run cannot tell
+  a leak from the allocators' steps (about 1 MiB over a few thousand invocations per worker is
+  already 0.3 KB/invocation of apparent slope); and even a 1 KB/invocation leak is found by a
+  longer soak, where the next condition holds;
+- the growth the slope predicts over the invocations analysed, per lifetime on average, is at
+  least MIN_GROWTH_MB (4 MB, four pymalloc arenas): a slope through less growth than a few
+  allocator steps is not evidence;
+- `confidence` >= MIN_CONFIDENCE (0.6): most pairs agree that memory grew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from forkric.soak.sampler import Sample
+
+WARMUP_SAMPLES = 2
+WARMUP_INVOCATIONS = 20
+MAX_SAMPLES_PER_LIFETIME = 400  # thinned evenly beyond: the pairs grow as its square
+MIN_SAMPLES = 3
+MIN_KB_PER_INVOCATION = 1.0
+MIN_GROWTH_MB = 4.0
+MIN_CONFIDENCE = 0.6
+
+
+@dataclass
+class Lifetime:
+    pid: int
+    worker: int
+    invocations: np.ndarray  # served, at each sample
+    uss_kb: np.ndarray
+
+    @property
+    def span(self) -> int:
+        return int(self.invocations[-1] - self.invocations[0]) if len(self.invocations) else 0
+
+
+@dataclass
+class LifetimeSlope:
+    pid: int
+    worker: int
+    samples: int
+    invocations: int
+    kb_per_invocation: float
+
+
+@dataclass
+class LeakEstimate:
+    suspected: bool
+    kb_per_invocation: float
+    confidence: float
+    r2: float
+    consistency: float
+    lifetimes: int  # lifetimes with enough samples to be analysed
+    invocations_analysed: int
+    predicted_growth_mb: float  # the slope times the invocations analysed, per lifetime
+    threshold_kb_per_invocation: float = MIN_KB_PER_INVOCATION
+    per_lifetime: list[LifetimeSlope] = field(default_factory=list)
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        found = asdict(self)
+        for key in ("kb_per_invocation", "confidence", "r2", "consistency",
+                    "predicted_growth_mb"):
+            found[key] = round(found[key], 3)
+        for entry in found["per_lifetime"]:
+            entry["kb_per_invocation"] = round(entry["kb_per_invocation"], 3)
+        return found
+
+
+def lifetimes(samples: Iterable[Sample]) -> list[Lifetime]:
+    """The samples of each pid, in order, after the warm-up, with a changing invocation count."""
+    by_pid: dict[int, list[Sample]] = {}
+    for sample in samples:
+        by_pid.setdefault(sample.pid, []).append(sample)
+    found = []
+    for pid, series in by_pid.items():
+        series.sort(key=lambda s: s.time_s)
+        kept = [s for s in series[WARMUP_SAMPLES:] if s.invocations >= WARMUP_INVOCATIONS]
+        if len(kept) > MAX_SAMPLES_PER_LIFETIME:
+            kept = [kept[i] for i in np.linspace(0, len(kept) - 1, MAX_SAMPLES_PER_LIFETIME,
+                                                 dtype=int)]
+        found.append(Lifetime(pid, series[0].worker,
+                              np.array([s.invocations for s in kept], dtype=float),
+                              np.array([s.uss_kb for s in kept], dtype=float)))
+    return [life for life in found if len(life.invocations) >= MIN_SAMPLES and life.span > 0]
+
+
+def pairs(life: Lifetime) -> tuple[np.ndarray, np.ndarray]:
+    """(slope, weight) of every pair of samples of one lifetime served invocations apart."""
+    first, second = np.triu_indices(len(life.invocations), k=1)
+    apart = life.invocations[second] - life.invocations[first]
+    grown = life.uss_kb[second] - life.uss_kb[first]
+    keep = apart > 0
+    return grown[keep] / apart[keep], apart[keep]
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def within_r2(lives: list[Lifetime], slope: float) -> float:
+    """The share of the USS variance inside lifetimes that `slope` explains (each lifetime
+    centred on its own means)."""
+    residual = total = 0.0
+    for life in lives:
+        x = life.invocations - life.invocations.mean()
+        y = life.uss_kb - life.uss_kb.mean()
+        residual += float(np.sum((y - slope * x) ** 2))
+        total += float(np.sum(y ** 2))
+    return max(0.0, 1.0 - residual / total) if total > 0 else 0.0
+
+
+def estimate(samples: Iterable[Sample]) -> LeakEstimate:
+    lives = lifetimes(samples)
+    if not lives:
+        return LeakEstimate(False, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0,
+                            reason="no worker lived long enough to be measured")
+    found = [pairs(life) for life in lives]
+    slopes = np.concatenate([s for s, _ in found])
+    weights = np.concatenate([w for _, w in found])
+    slope = weighted_median(slopes, weights)
+    confidence = max(0.0, float(np.sum(weights * np.sign(slopes)) / np.sum(weights)))
+    per_life = [LifetimeSlope(life.pid, life.worker, len(life.invocations), life.span,
+                              weighted_median(s, w)) for life, (s, w) in zip(lives, found,
+                                                                             strict=True)]
+    analysed = sum(life.span for life in lives)
+    consistency = sum(p.invocations for p in per_life
+                      if p.kb_per_invocation >= MIN_KB_PER_INVOCATION) / analysed
+    growth_mb = slope * analysed / len(lives) / 1024
+    checks = [(slope >= MIN_KB_PER_INVOCATION,
+               f"{slope:.2f} KB/invocation is under {MIN_KB_PER_INVOCATION:g}"),
+              (growth_mb >= MIN_GROWTH_MB,
+               f"{growth_mb:.1f} MB of growth per lifetime is under {MIN_GROWTH_MB:g}"),
+              (confidence >= MIN_CONFIDENCE,
+               f"confidence {confidence:.2f} is under {MIN_CONFIDENCE:g}")]
+    failed = [why for ok, why in checks if not ok]
+    return LeakEstimate(
+        suspected=not failed, kb_per_invocation=slope, confidence=confidence,
+        r2=within_r2(lives, slope), consistency=consistency, lifetimes=len(lives),
+        invocations_analysed=analysed, predicted_growth_mb=growth_mb, per_lifetime=per_life,
+        reason="; ".join(failed) or "private memory grows steadily with invocations")

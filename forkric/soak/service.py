@@ -1,0 +1,147 @@
+"""`forkric local` as the soak's child: started with the soak's settings, its output kept in a
+file, its `GET /status` read, and stopped with SIGTERM (SIGKILL past a grace)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forkric.config import SETTINGS, Config
+
+READY_TIMEOUT_S = 60.0  # importing a heavy handler (pandas, torch) takes a while
+POLL_S = 0.05
+STATUS_TIMEOUT_S = 10.0
+LOCAL_DEFAULT_MAX_QUEUE = 100
+
+
+class ServiceError(RuntimeError):
+    """`forkric local` did not start, or died."""
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def status(self, timeout: float = STATUS_TIMEOUT_S) -> dict[str, Any]:
+        """The service's `GET /status` document."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request("GET", "/status")
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise ServiceError(f"GET /status answered {response.status}")
+            found = json.loads(body)
+            return found if isinstance(found, dict) else {}
+        finally:
+            conn.close()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, size: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-size:]
+        return ""
+
+    def stop(self, grace_s: float) -> int:
+        """SIGTERM, then SIGKILL to the whole group past the grace; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def local_command(args: argparse.Namespace, config: Config, port: int,
+                  workers: int) -> tuple[list[str], dict[str, str]]:
+    """`python -m forkric local HANDLER ...` and its environment: every setting the soak was
+    given on its command line travels as its environment variable, the rest is inherited."""
+    env = dict(os.environ)
+    for setting in SETTINGS:
+        given = getattr(args, setting.name, None)
+        if given is not None and setting.name != "status_file":  # local keeps its own file
+            env[setting.env[0]] = str(given)
+    argv = [sys.executable, "-m", "forkric", "local", config.handler, "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(workers)]
+    if args.timeout is not None:
+        argv += ["--timeout", str(args.timeout)]
+    # Every user may have one invocation waiting: more queue than users is never needed.
+    max_queue = args.max_queue if args.max_queue is not None else max(
+        LOCAL_DEFAULT_MAX_QUEUE, args.users)
+    return [*argv, "--max-queue", str(max_queue)], env
+
+
+def start(argv: list[str], env: dict[str, str], log_path: Path, port: int) -> Service:
+    log_file = log_path.open("wb")
+    try:
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        log_file.close()
+    return Service(process, "127.0.0.1", port, log_path)
+
+
+def wait_ready(service: Service, workers: int,
+               timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    """Poll `GET /status` until `workers` workers wait for invocations."""
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise ServiceError(f"forkric local exited with {service.process.returncode}:\n"
+                               f"{service.log_tail()}")
+        try:
+            found = service.status(timeout=2.0)
+        except (OSError, ServiceError, ValueError) as exc:
+            last_error = str(exc)
+        else:
+            if _ready(found, workers):
+                return found
+            if found.get("runtime", {}).get("init_failed"):
+                raise ServiceError(f"the handler failed to initialise:\n{service.log_tail()}")
+        time.sleep(POLL_S)
+    raise ServiceError(f"forkric local was not ready after {timeout:.0f} s ({last_error}):\n"
+                       f"{service.log_tail()}")
+
+
+def _ready(found: dict[str, Any], workers: int) -> bool:
+    slots = found.get("workers", {}).get("slots", [])
+    idle = [slot for slot in slots if slot.get("state") == "idle"]
+    return len(idle) >= workers and found.get("pollers", workers) >= workers

@@ -1,0 +1,118 @@
+"""forkric.config: flags over the environment over the defaults, and clear errors."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from forkric import config
+
+
+def load(given: dict[str, Any] | None = None, environ: dict[str, str] | None = None,
+         handler: str | None = "app.handler") -> config.Config:
+    return config.load(handler, given or {}, environ or {})
+
+
+def test_defaults() -> None:
+    cfg = load()
+    assert cfg == config.Config(handler="app.handler")
+    assert (cfg.workers, cfg.max_worker_memory_mb, cfg.max_requests, cfg.max_requests_jitter,
+            cfg.stuck_grace_s, cfg.shutdown_grace_s, cfg.trace_leaks, cfg.status_file) == (
+        1, 0.0, 0, 0, 1.0, 10.0, False, "")
+
+
+def test_handler_and_runtime_api_from_environment() -> None:
+    env = {"_HANDLER": "env.handler", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
+    cfg = load(environ=env, handler=None)
+    assert (cfg.handler, cfg.runtime_api) == ("env.handler", "127.0.0.1:9001")
+    assert load(environ=env, handler="arg.handler").handler == "arg.handler"
+    assert cfg.environ is env
+
+
+ENV_VALUES = {
+    "FORKRIC_WORKERS": ("workers", "4", 4),
+    "FORKRIC_MAX_WORKER_MEMORY_MB": ("max_worker_memory_mb", "256.5", 256.5),
+    "FORKRIC_MAX_REQUESTS": ("max_requests", "1000", 1000),
+    "FORKRIC_MAX_REQUESTS_JITTER": ("max_requests_jitter", "50", 50),
+    "FORKRIC_STUCK_GRACE_S": ("stuck_grace_s", "2.5", 2.5),
+    "FORKRIC_SHUTDOWN_GRACE_S": ("shutdown_grace_s", "0", 0.0),
+    "FORKRIC_TRACE_LEAKS": ("trace_leaks", "true", True),
+    "FORKRIC_STATUS_FILE": ("status_file", "/tmp/board", "/tmp/board"),
+}
+
+
+@pytest.mark.parametrize("env_name", sorted(ENV_VALUES))
+def test_every_setting_from_its_environment_variable(env_name: str) -> None:
+    name, text, value = ENV_VALUES[env_name]
+    assert getattr(load(environ={env_name: text}), name) == value
+
+
+@pytest.mark.parametrize("env_name", sorted(ENV_VALUES))
+def test_flag_beats_environment(env_name: str) -> None:
+    name, _, _ = ENV_VALUES[env_name]
+    flag_text = {"workers": "7", "max_worker_memory_mb": "9", "max_requests": "3",
+                 "max_requests_jitter": "2", "stuck_grace_s": "0.5", "shutdown_grace_s": "4",
+                 "trace_leaks": "0", "status_file": "/flag"}[name]
+    env_text = ENV_VALUES[env_name][1]
+    setting = next(s for s in config.SETTINGS if s.name == name)
+    assert getattr(load({name: flag_text}, {env_name: env_text}), name) == setting.parse(flag_text)
+    assert setting.parse(flag_text) != setting.parse(env_text)
+
+
+def test_every_setting_has_a_flag_and_an_env_var_and_a_config_field() -> None:
+    fields = set(config.Config.__dataclass_fields__)
+    for setting in config.SETTINGS:
+        assert setting.flag.startswith("--")
+        assert setting.env and all(name.isupper() for name in setting.env)
+        assert setting.name in fields
+        assert setting.help
+
+
+def test_max_concurrency_is_the_fallback_for_workers() -> None:
+    assert load(environ={"AWS_LAMBDA_MAX_CONCURRENCY": "8"}).workers == 8
+    assert load(environ={"AWS_LAMBDA_MAX_CONCURRENCY": "8", "FORKRIC_WORKERS": "3"}).workers == 3
+    assert load({"workers": "2"}, {"AWS_LAMBDA_MAX_CONCURRENCY": "8",
+                                   "FORKRIC_WORKERS": "3"}).workers == 2
+    # An empty variable counts as unset.
+    assert load(environ={"FORKRIC_WORKERS": "", "AWS_LAMBDA_MAX_CONCURRENCY": "5"}).workers == 5
+
+
+@pytest.mark.parametrize(("given", "environ", "source"), [
+    ({"workers": "0"}, {}, "--workers"),
+    ({"workers": "two"}, {}, "--workers"),
+    ({}, {"FORKRIC_WORKERS": "-1"}, "FORKRIC_WORKERS"),
+    ({}, {"AWS_LAMBDA_MAX_CONCURRENCY": "x"}, "AWS_LAMBDA_MAX_CONCURRENCY"),
+    ({}, {"FORKRIC_MAX_WORKER_MEMORY_MB": "-5"}, "FORKRIC_MAX_WORKER_MEMORY_MB"),
+    ({}, {"FORKRIC_MAX_WORKER_MEMORY_MB": "lots"}, "FORKRIC_MAX_WORKER_MEMORY_MB"),
+    ({"max_requests": "1.5"}, {}, "--max-requests"),
+    ({}, {"FORKRIC_MAX_REQUESTS_JITTER": "-2"}, "FORKRIC_MAX_REQUESTS_JITTER"),
+    ({"stuck_grace_s": "-0.1"}, {}, "--stuck-grace"),
+    ({}, {"FORKRIC_SHUTDOWN_GRACE_S": "soon"}, "FORKRIC_SHUTDOWN_GRACE_S"),
+])
+def test_bad_values_exit_with_a_clear_message(given: dict[str, Any], environ: dict[str, str],
+                                              source: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        load(given, environ)
+    message = str(info.value.code)
+    assert message.startswith(f"forkric: bad value for {source}: ")
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", True), ("TRUE", True), (" yes ", True),
+                                             ("on", True), ("0", False), ("no", False),
+                                             ("anything", False)])
+def test_flag_values(text: str, value: bool) -> None:
+    assert load(environ={"FORKRIC_TRACE_LEAKS": text}).trace_leaks is value
+
+
+def test_add_arguments_declares_every_flag() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = parser.parse_args(["--workers", "3", "--trace-leaks", "--status-file", "/x"])
+    given = {s.name: getattr(args, s.name) for s in config.SETTINGS}
+    assert given["max_requests"] is None
+    cfg = config.load("h.f", given, {"FORKRIC_WORKERS": "9"})
+    assert (cfg.workers, cfg.trace_leaks, cfg.status_file) == (3, True, "/x")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--no-such-flag"])
