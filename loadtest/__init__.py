@@ -1,0 +1,1 @@
+"""Load tests, example handlers and benchmarks for forkric."""

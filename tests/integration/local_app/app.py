@@ -1,0 +1,62 @@
+"""Handlers for the `forkric local` tests: one behaviour each."""
+
+import logging
+import os
+import signal
+import time
+
+log = logging.getLogger()
+
+
+def ok(event, context):
+    print(f"hello from {context.aws_request_id}")
+    if isinstance(event, dict) and event.get("touch"):
+        with open(event["touch"], "w") as file:
+            file.write(context.aws_request_id)
+    return {"ok": True, "event": event}
+
+
+def boom(event, context):
+    raise ValueError("bad thing")
+
+
+def slow(event, context):
+    print(f"slow start {context.aws_request_id}")
+    time.sleep(event.get("s", 1))
+    log.info("slow done")
+    return {"slept": event.get("s", 1), "pid": os.getpid()}
+
+
+def die(event, context):
+    print(f"about to die {context.aws_request_id}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_runtime(event, context):
+    os.kill(os.getppid(), signal.SIGKILL)  # the supervisor: the whole runtime dies
+    time.sleep(30)
+
+
+def size(event, context):
+    return {"length": len(event)}
+
+
+def big(event, context):
+    return "x" * event["n"]
+
+
+def chatty(event, context):
+    for number in range(event.get("lines", 200)):
+        print(f"line {number} of {context.aws_request_id} " + "." * 40)
+    return "done"
+
+
+def ctx(event, context):
+    client = context.client_context
+    return {
+        "custom": client.custom if client else None,
+        "app_title": client.client.app_title if client and client.client else None,
+        "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "arn": context.invoked_function_arn,
+    }
