@@ -1,18 +1,14 @@
-"""The Lambda Runtime API client: one kept-alive `http.client` connection per process.
-
-Measured in the design notes: a `requests.Session` loop served about half the invocations per
-second of this under the real RIE, so the hot path stays on the standard library.
-"""
+"""The Lambda Runtime API client: one kept-alive connection per process (see connection.py)."""
 
 from __future__ import annotations
 
-import http.client
 import logging
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from forkric.connection import Connection, Response
 from forkric.marshal import to_json
 
 API_VERSION = "/2018-06-01"
@@ -37,29 +33,14 @@ class RuntimeAPIExit(Exception):
 
 
 @dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-
-@dataclass
 class Invocation:
     request_id: str
     deadline_ms: int
     body: bytes
-    headers: http.client.HTTPMessage
+    headers: dict[str, str]  # lower-case names
 
     def header(self, name: str) -> str | None:
-        # http.client decodes header bytes as latin-1; Lambda sends UTF-8 (a client context with
-        # non-ASCII text), which awslambdaric's native client decodes as such.
-        value = self.headers.get(name)
-        if value is None or value.isascii():
-            return value
-        try:
-            return value.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            return value
+        return self.headers.get(name.lower())
 
 
 class RuntimeAPI:
@@ -73,31 +54,14 @@ class RuntimeAPI:
         self.next_retries = next_retries
         self.max_backoff_s = max_backoff_s
         self.user_agent = USER_AGENT.format(__version__, sys.version_info)
-        self.conn: http.client.HTTPConnection | None = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.conn is None:
-            # No timeout: /next blocks until an invocation arrives, however long that is.
-            self.conn = http.client.HTTPConnection(self.host, self.port)
-        return self.conn
+        self.conn = Connection(self.host, self.port, self.user_agent)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.conn.close()
 
     def _call(self, method: str, path: str, body: bytes | None = None,
-              headers: dict[str, str] | None = None) -> Reply:
-        conn = self._connection()
-        all_headers = {"User-Agent": self.user_agent, **(headers or {})}
-        try:
-            conn.request(method, API_VERSION + path, body, all_headers)
-            response = conn.getresponse()
-            # Read it all now so that the connection is ready for the next call.
-            reply = Reply(response.status, response.headers, response.read())
-        except (OSError, http.client.HTTPException):
-            self.close()
-            raise
+              headers: dict[str, str] | None = None) -> Response:
+        reply = self.conn.request(method, API_VERSION + path, body, headers)
         if reply.status == 500:
             raise RuntimeAPIExit(f"{path}: the Runtime API answered 500: the runtime must exit")
         return reply
@@ -112,7 +76,7 @@ class RuntimeAPI:
                     return _invocation(reply)
                 failure: Exception = RuntimeAPIError("/runtime/invocation/next",
                                                      reply.status, reply.body)
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 failure = exc
             if attempt == self.next_retries:
                 break
@@ -138,24 +102,19 @@ class RuntimeAPI:
 
 
 def _error_headers(error: dict[str, Any], xray_cause: dict[str, Any] | None) -> dict[str, str]:
-    headers = {ERROR_TYPE_HEADER: _raw_header(error.get("errorType") or "Unhandled"),
+    headers = {ERROR_TYPE_HEADER: error.get("errorType") or "Unhandled",
                "Content-Type": "application/json"}
     if xray_cause is not None:
-        cause = to_json(xray_cause).encode("utf-8")
-        if len(cause) < XRAY_CAUSE_LIMIT:
-            headers[XRAY_CAUSE_HEADER] = cause.decode("latin-1")
+        cause = to_json(xray_cause)
+        if len(cause.encode("utf-8")) < XRAY_CAUSE_LIMIT:
+            headers[XRAY_CAUSE_HEADER] = cause
     return headers
 
 
-def _raw_header(value: str) -> str:
-    # http.client sends header text as latin-1; this makes it send the UTF-8 bytes as they are.
-    return value.encode("utf-8").decode("latin-1")
-
-
-def _invocation(reply: Reply) -> Invocation:
-    deadline = reply.headers.get("Lambda-Runtime-Deadline-Ms")
+def _invocation(reply: Response) -> Invocation:
+    deadline = reply.headers.get("lambda-runtime-deadline-ms")
     return Invocation(
-        request_id=reply.headers.get("Lambda-Runtime-Aws-Request-Id", ""),
+        request_id=reply.headers.get("lambda-runtime-aws-request-id", ""),
         deadline_ms=int(deadline) if deadline else int(time.time() * 1000) + 3_000,
         body=reply.body,
         headers=reply.headers,

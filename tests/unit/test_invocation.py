@@ -3,8 +3,6 @@ event and headers: the posted body or error JSON, the X-Ray cause, and the error
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
 import os
 import time
@@ -173,9 +171,9 @@ class CaptureSink:
         self.captured.log_lines.append(list(lines))
 
 
-def headers_of(values: dict[str, str | None]) -> http.client.HTTPMessage:
-    raw = "".join(f"{k}: {v}\r\n" for k, v in values.items() if v is not None)
-    return http.client.parse_headers(io.BytesIO(raw.encode("utf-8") + b"\r\n"))
+def headers_of(values: dict[str, str | None]) -> dict[str, str]:
+    """Headers as forkric's connection hands them over: lower-case names, UTF-8 values."""
+    return {k.lower(): v for k, v in values.items() if v is not None}
 
 
 DEADLINE = int(time.time() * 1000) + 600_000

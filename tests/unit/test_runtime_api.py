@@ -155,7 +155,7 @@ def test_one_kept_alive_connection_for_many_calls(server: Server) -> None:
     assert len(server.seen) == 11
     assert len({seen.client_port for seen in server.seen}) == 1
     api.close()
-    assert api.conn is None
+    assert api.conn.sock is None
 
 
 def test_post_response(server: Server) -> None:
