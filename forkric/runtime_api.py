@@ -15,6 +15,8 @@ API_VERSION = "/2018-06-01"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
 XRAY_CAUSE_LIMIT = 1024 * 1024
+# Managed Instances name each invocation on /next; the answer carries the name back.
+INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
 USER_AGENT = "forkric/{0} (python/{1[0]}.{1[1]}.{1[2]})"
 
 log = logging.getLogger("forkric")
@@ -86,15 +88,22 @@ class RuntimeAPI:
             delay = min(delay * 2, self.max_backoff_s)
         raise RuntimeAPIExit(f"the Runtime API could not be reached: {failure}")
 
-    def post_response(self, request_id: str, body: bytes, content_type: str) -> int:
+    def post_response(self, request_id: str, body: bytes, content_type: str,
+                      invocation_id: str | None = None) -> int:
         path = f"/runtime/invocation/{request_id}/response"
-        return self._call("POST", path, body, {"Content-Type": content_type}).status
+        headers = {"Content-Type": content_type}
+        if invocation_id:
+            headers[INVOCATION_ID_HEADER] = invocation_id
+        return self._call("POST", path, body, headers).status
 
     def post_error(self, request_id: str, error: dict[str, Any],
-                   xray_cause: dict[str, Any] | None = None) -> int:
+                   xray_cause: dict[str, Any] | None = None,
+                   invocation_id: str | None = None) -> int:
         path = f"/runtime/invocation/{request_id}/error"
-        return self._call("POST", path, to_json(error).encode("utf-8"),
-                          _error_headers(error, xray_cause)).status
+        headers = _error_headers(error, xray_cause)
+        if invocation_id:
+            headers[INVOCATION_ID_HEADER] = invocation_id
+        return self._call("POST", path, to_json(error).encode("utf-8"), headers).status
 
     def post_init_error(self, error: dict[str, Any]) -> int:
         return self._call("POST", "/runtime/init/error", to_json(error).encode("utf-8"),

@@ -75,8 +75,9 @@ class Death:
 def exit_error(death: Death, out_of_memory: bool) -> dict[str, str]:
     """The error Lambda gives the invoker of an invocation whose runtime process died."""
     error_type = errors.OUT_OF_MEMORY if out_of_memory else errors.EXIT_ERROR
-    return {"errorType": error_type, "errorMessage":
-            f"RequestId: {death.request_id} Error: Runtime exited with error: {death.wording()}"}
+    how = "without providing a reason" if death.code == 0 else f"with error: {death.wording()}"
+    return {"errorType": error_type,
+            "errorMessage": f"RequestId: {death.request_id} Error: Runtime exited {how}"}
 
 
 class Supervisor:
@@ -229,6 +230,12 @@ class Supervisor:
                                  WorkerSlot(self.board, index), limits).run()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            # As Python itself does: the traceback, then death by SIGINT ("signal: interrupt").
+            traceback.print_exc()
+            sys.stderr.flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
         except BaseException:
             traceback.print_exc()
         finally:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from forkric import invocation, memory
 from forkric.handler import Handler
 from forkric.logs import Logs
-from forkric.runtime_api import RuntimeAPI, RuntimeAPIExit
+from forkric.runtime_api import INVOCATION_ID_HEADER, RuntimeAPI, RuntimeAPIExit
 from forkric.scoreboard import WorkerSlot
 
 # Exit statuses the supervisor reads. Anything else is a crash.
@@ -96,13 +96,15 @@ class Worker:
             deadline_ms = min(deadline_ms, int(time.time() * 1000) + self.limits.timeout_ms)
         self.slot.busy(job.request_id, deadline_ms)
         outcome = invocation.run(job, self.handler, self.logs)
+        invocation_id = job.header(INVOCATION_ID_HEADER)
         if outcome.error is None:
-            status = self.api.post_response(job.request_id, outcome.body, outcome.content_type)
+            status = self.api.post_response(job.request_id, outcome.body, outcome.content_type,
+                                            invocation_id)
             if status == 413:
                 log.error("forkric: the response to %s is over the payload limit (%d bytes)",
                           job.request_id, len(outcome.body))
         else:
-            self.api.post_error(job.request_id, outcome.error, outcome.xray_cause)
+            self.api.post_error(job.request_id, outcome.error, outcome.xray_cause, invocation_id)
         self.slot.done()
 
     def _recycle_reason(self) -> str:

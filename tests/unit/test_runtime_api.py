@@ -334,3 +334,13 @@ def test_headers_as_awslambdaric_native_client_reads_them(server: Server,
         "Lambda-Runtime-Client-Context"]
     assert (job.header("Lambda-Runtime-Cognito-Identity") or None) == theirs[
         "Lambda-Runtime-Cognito-Identity"]
+
+
+def test_invocation_id_is_sent_back_with_the_answer(server: Server) -> None:
+    """Managed Instances name each invocation; awslambdaric's native client echoes the name."""
+    api = RuntimeAPI(server.address)
+    api.post_response("r1", b"{}", "application/json", invocation_id="inv-1")
+    api.post_error("r2", {"errorType": "E", "errorMessage": "m"}, None, invocation_id="inv-2")
+    api.post_response("r3", b"{}", "application/json")
+    sent = [seen.headers.get("lambda-runtime-invocation-id") for seen in server.seen]
+    assert sent == [b"inv-1", b"inv-2", None]
