@@ -61,6 +61,7 @@ class Worker:
         self.stopping = False
         self.retiring = False
         self.baseline: tracemalloc.Snapshot | None = None
+        self.memory = memory.Watch(limits.max_uss_kb)
 
     def run(self) -> int:
         """Serve until told to stop or to recycle; returns the exit status."""
@@ -113,14 +114,9 @@ class Worker:
             return self._say(f"served {served} invocations (--max-requests)")
         if not self.limits.max_uss_kb:
             return ""
-        rss = memory.rss_kb()
-        # RSS bounds private memory from above: only when it is over the limit is USS worth reading.
-        if rss <= self.limits.max_uss_kb:
-            self.slot.memory(rss, 0)
-            return ""
-        uss = memory.usage().uss_kb
-        self.slot.memory(rss, uss)
-        if uss <= self.limits.max_uss_kb:
+        rss, uss = self.memory.check(served)
+        self.slot.memory(rss, self.memory.last_uss if uss is None else uss)
+        if uss is None or uss <= self.limits.max_uss_kb:
             return ""
         self._log_leak_sites()
         return self._say(f"private memory {uss / 1024:.1f} MB over the "
