@@ -201,13 +201,7 @@ class Supervisor:
     # Workers.
 
     def spawn_worker(self, index: int) -> int:
-        limits = worker.Limits(
-            max_uss_kb=int(self.config.max_worker_memory_mb * 1024),
-            max_requests=self.config.max_requests + random.randint(
-                0, self.config.max_requests_jitter) if self.config.max_requests else 0,
-            trace_leaks=self.config.trace_leaks,
-            timeout_ms=_function_timeout_ms(self.config.environ),
-        )
+        limits = worker_limits(self.config)
         pid = os.fork()
         if pid:
             self.workers[pid] = index
@@ -372,6 +366,17 @@ class Supervisor:
     def _signal(self, pid: int, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def worker_limits(config: Config, rng: random.Random | None = None) -> worker.Limits:
+    """One worker's limits; the request limit jittered so that workers do not all leave at once."""
+    jitter = (rng or random).randint(0, config.max_requests_jitter)
+    return worker.Limits(
+        max_uss_kb=int(config.max_worker_memory_mb * 1024),
+        max_requests=config.max_requests + jitter if config.max_requests else 0,
+        trace_leaks=config.trace_leaks,
+        timeout_ms=_function_timeout_ms(config.environ),
+    )
 
 
 def _function_timeout_ms(environ: Mapping[str, str]) -> int:

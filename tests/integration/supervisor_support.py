@@ -84,7 +84,7 @@ def runtime(app: str, workers: int, **env: str) -> Iterator[Runtime]:
     scratch.chmod(0o777)
     shutil.copy(APPS / f"{app}.py", task / f"{app}.py")
     rie.write_bootstrap(root / "runtime", python)
-    full_env = rie.base_env(_HANDLER=f"{app}.handler", **env)
+    full_env = rie.base_env(**{"_HANDLER": f"{app}.handler", **env})
     try:
         with rie.managed_instances(root / "runtime", task, workers, env=full_env) as emulator:
             yield Runtime(emulator, scratch, task)

@@ -187,3 +187,13 @@ def test_workers_dying_at_start_back_off_instead_of_fork_looping() -> None:
         # With backoff the next two seconds hold a handful of starts, not thousands.
         wait_for(lambda: time.monotonic() - started > 2, 5, "two seconds")
         assert rt.log().count("holding no invocation") - seen <= 3
+
+
+def test_init_error_is_reported_once_by_the_supervisor() -> None:
+    """awslambdaric's N processes each report it (all but one get 403); forkric reports once."""
+    with runtime("actions", 4, _HANDLER="actions.missing") as rt:
+        reply = rt.emulator.invoke({})
+        assert reply.json()["errorType"] == "Runtime.HandlerNotFound"
+        wait_for(lambda: "Received Runtime Init Error" in rt.log(), 10, "the init error")
+        assert rt.log().count("Received Runtime Init Error") == 1
+        assert rt.log().count("Handler 'missing' missing on module 'actions'") == 1

@@ -1,0 +1,58 @@
+"""The supervisor's pure parts: worker limits, Lambda's wording of a dead runtime process."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+import pytest
+
+from forkric.config import Config
+from forkric.supervisor import Death, exit_error, worker_limits
+
+
+def test_request_limit_is_jittered_per_worker_within_bounds() -> None:
+    config = Config(max_requests=100, max_requests_jitter=10)
+    rng = random.Random(7)
+    limits = [worker_limits(config, rng).max_requests for _ in range(200)]
+    assert min(limits) >= 100 and max(limits) <= 110
+    assert len(set(limits)) > 5  # workers leave at different times
+
+
+def test_no_request_limit_means_none_even_with_jitter() -> None:
+    assert worker_limits(Config(max_requests_jitter=10)).max_requests == 0
+
+
+def test_memory_limit_and_function_timeout() -> None:
+    limits = worker_limits(Config(max_worker_memory_mb=1.5,
+                                  environ={"AWS_LAMBDA_FUNCTION_TIMEOUT": "2.5"}))
+    assert limits.max_uss_kb == 1536
+    assert limits.timeout_ms == 2500
+
+
+def _death(status: int) -> Death:
+    return Death(pid=1, index=0, status=status, peak_rss_kb=0, state="busy",
+                 request_id="r-1", invocations=0)
+
+
+# A wait status whose low 7 bits are a signal number means "killed by it"; 0x80 adds a core dump.
+@pytest.mark.parametrize(("status", "message"), [
+    (signal.SIGKILL, "Runtime exited with error: signal: killed"),
+    (signal.SIGSEGV, "Runtime exited with error: signal: segmentation fault"),
+    (signal.SIGSEGV | 0x80,
+     "Runtime exited with error: signal: segmentation fault (core dumped)"),
+    (signal.SIGABRT, "Runtime exited with error: signal: aborted"),
+    (3 << 8, "Runtime exited with error: exit status 3"),
+    (0, "Runtime exited without providing a reason"),
+])
+def test_exit_error_words_the_death_as_lambda_does(status: int, message: str) -> None:
+    assert os.WIFSIGNALED(status) or os.WIFEXITED(status)
+    error = exit_error(_death(status), out_of_memory=False)
+    assert error == {"errorType": "Runtime.ExitError",
+                     "errorMessage": f"RequestId: r-1 Error: {message}"}
+
+
+def test_out_of_memory_error_type() -> None:
+    error = exit_error(_death(signal.SIGKILL), out_of_memory=True)
+    assert error["errorType"] == "Runtime.OutOfMemory"
