@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint unit integration interop demo bench clean
+.PHONY: venv test lint unit integration interop demo bench soak clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ demo: venv
 
 bench: venv
 	$(BIN)/python -m loadtest.bench
+
+# A 30-second soak of the leaky example: finds its 64 KB per call, recycles at 100 MB.
+SOAK_HANDLER ?= loadtest.handlers.leaky.handler
+soak: venv
+	$(BIN)/python -m forkric soak $(SOAK_HANDLER) --duration 30 --users 4 --workers 2 \
+		--max-worker-memory 100 --out soak-out; test $$? -ne 1
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -78,7 +78,7 @@ def soak(args: argparse.Namespace, config: Config) -> int:
     try:
         service.wait_ready(local, workers)
         plan = load.LoadPlan(host=local.url, users=args.users, duration_s=args.duration,
-                             event=args.event, csv_prefix=out / "locust",
+                             event=args.event, result_path=out / "locust.json",
                              log_path=out / "locust.log",
                              invoke_timeout_s=(args.timeout or 3.0) + 30.0)
         snapshots, result = run_load(local, plan)
@@ -108,7 +108,7 @@ def run_load(local: Service, plan: LoadPlan) -> tuple[list[Snapshot], LoadResult
             load.stop(process)
         watcher.stop()
         line.done()
-    return watcher.snapshots, load.read_result(plan.csv_prefix, code)
+    return watcher.snapshots, load.read_result(plan.result_path, code)
 
 
 def finish(args: argparse.Namespace, config: Config, workers: int, out: Path,

@@ -61,7 +61,7 @@ def _workers(axes: plt.Axes, marked: list[Marked], limit_mb: float) -> None:
     axes.set_ylabel("private memory (USS), MB")
     axes.set_title("each worker")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="upper left", ncols=2)
+    axes.legend(fontsize="small", loc="best", ncols=2, framealpha=0.8)
 
 
 def _total(axes: plt.Axes, snapshots: list[Snapshot]) -> None:

@@ -9,9 +9,10 @@ Why USS against invocations, per lifetime:
 
 How, robustly:
 - Warm-up: the first invocations of a lifetime touch shared pages (copy-on-write) and fill
-  caches (imports done lazily, allocator arenas, the first response buffers). The first
-  WARMUP_SAMPLES samples of every lifetime, and those before WARMUP_INVOCATIONS invocations, are
-  left out.
+  caches (imports done lazily, allocator arenas, the first response buffers). The first sample
+  of every lifetime, and those before WARMUP_INVOCATIONS invocations, are left out. Only one
+  sample: with a memory limit a leaky worker may live three seconds, and measured here a clean
+  worker's warm-up growth is under 1 MB, which the median of pairs shrugs off.
 - Noise: the allocators grow in steps (pymalloc arenas of 1 MiB on 3.10+, glibc heap and mmap
   thresholds of 128 KiB and more), and a sample's USS and invocation count are read a few
   milliseconds apart. So the slope is a Theil-Sen one: the median of the slopes between every
@@ -48,10 +49,10 @@ import numpy as np
 
 from forkric.soak.sampler import Sample
 
-WARMUP_SAMPLES = 2
+WARMUP_SAMPLES = 1
 WARMUP_INVOCATIONS = 20
 MAX_SAMPLES_PER_LIFETIME = 400  # thinned evenly beyond: the pairs grow as its square
-MIN_SAMPLES = 3
+MIN_SAMPLES = 2  # one pair: a lifetime between two quick recycles still counts
 MIN_KB_PER_INVOCATION = 1.0
 MIN_GROWTH_MB = 4.0
 MIN_CONFIDENCE = 0.6

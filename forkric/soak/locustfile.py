@@ -38,16 +38,16 @@ RUNTIME_ERROR_PREFIXES = ("Runtime.", "Sandbox.")
 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: LocustArgumentParser) -> None:
-    group = parser.add_argument_group("Lambda Invoke API")
-    group.add_argument("--event", default="{}", env_var="LOCUST_EVENT",
-                       help="the event: inline JSON, or @path to a JSON file")
-    group.add_argument("--function-name", default="function", env_var="LOCUST_FUNCTION_NAME",
-                       help="the function name in the Invoke API path")
-    group.add_argument("--think-time", type=float, default=0.0, env_var="LOCUST_THINK_TIME",
-                       help="seconds each user waits between two calls")
-    group.add_argument("--invoke-timeout", type=float, default=60.0,
-                       env_var="LOCUST_INVOKE_TIMEOUT",
-                       help="seconds before a call counts as a transport failure")
+    # On the parser itself, not a group: only its own add_argument puts an option in the web UI.
+    parser.add_argument("--event", default="{}", env_var="LOCUST_EVENT",
+                        help="the event: inline JSON, or @path to a JSON file")
+    parser.add_argument("--function-name", default="function", env_var="LOCUST_FUNCTION_NAME",
+                        help="the function name in the Invoke API path")
+    parser.add_argument("--think-time", type=float, default=0.0, env_var="LOCUST_THINK_TIME",
+                        help="seconds each user waits between two calls")
+    parser.add_argument("--invoke-timeout", type=float, default=60.0,
+                        env_var="LOCUST_INVOKE_TIMEOUT",
+                        help="seconds before a call counts as a transport failure")
 
 
 @functools.lru_cache(maxsize=8)

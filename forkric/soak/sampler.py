@@ -66,13 +66,18 @@ def _sample(slot: dict[str, Any], time_s: float) -> Sample | None:
     if not pid or slot.get("state") in ("empty", "starting"):
         return None
     usage = (slot.get("rss_kb"), slot.get("uss_kb"), slot.get("pss_kb"))
-    if not all(usage):  # an older status document: measure it here
+    # The service measures each worker; without its numbers (an older service, or a worker it
+    # could not read) measure here. The scoreboard's own uss_kb is 0 until a worker nears its
+    # memory limit: never a measurement.
+    if not all(usage):
         try:
             measured = memory.usage(pid)
         except (psutil.Error, OSError):
             return None  # it died between the two reads
         usage = (measured.rss_kb, measured.uss_kb, measured.pss_kb)
     rss, uss, pss = (int(value or 0) for value in usage)
+    if not uss:  # an exiting process (a zombie) has no memory left to measure
+        return None
     return Sample(time_s, int(slot.get("index", 0)), pid, rss, uss, pss,
                   int(slot.get("invocations", 0)), str(slot.get("state", "")))
 

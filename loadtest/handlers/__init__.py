@@ -1,0 +1,1 @@
+"""Example handlers users recognise: heavy, leaky, crashy, slow, and a clean baseline."""

@@ -1,0 +1,114 @@
+"""`forkric soak` end to end: forkric local, Locust and the sampler on a known leaky handler and
+a known clean one; the report, the CSV and the chart they leave."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image
+import pytest
+
+from tests.support.rie import base_env, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LEAK_KB = 64
+# What the handler keeps per call: the bytes object's payload and its header (33 bytes).
+TRUE_KB_PER_INVOCATION = LEAK_KB + 33 / 1024
+pytestmark = pytest.mark.timeout(150)
+
+
+def soak(out: Path, handler: str, *args: str, env: dict[str, str] | None = None,
+         duration: float = 15, workers: int = 2) -> tuple[int, dict[str, Any], str]:
+    argv = [sys.executable, "-m", "forkric", "soak", handler, "--duration", f"{duration:g}",
+            "--users", "4", "--workers", str(workers), "--port", str(free_port()),
+            "--out", str(out), *args]
+    done = subprocess.run(argv, cwd=REPO, env=base_env(**(env or {})), capture_output=True,
+                          text=True, timeout=duration + 90)
+    report_path = out / "report.json"
+    assert report_path.exists(), f"no report:\n{done.stdout}\n{done.stderr}"
+    return done.returncode, json.loads(report_path.read_text()), done.stdout
+
+
+def csv_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "memory.csv").open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def assert_chart(out: Path) -> None:
+    path = out / "memory.png"
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert width > 600 and height > 300
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[str, Any], str]:
+    """64 KB kept per call, workers recycled at 80 MB of private memory: 25 s of load."""
+    out = tmp_path_factory.mktemp("soak-leaky")
+    code, report, stdout = soak(out, "loadtest.handlers.leaky.handler",
+                                "--max-worker-memory", "80", env={"LEAK_KB": str(LEAK_KB)},
+                                duration=25)
+    return out, code, report, stdout
+
+
+def test_a_leak_is_found_at_its_rate(leaky: tuple[Path, int, dict[str, Any], str]) -> None:
+    _, code, report, stdout = leaky
+    found = report["leak"]
+    assert found["suspected"] is True
+    assert abs(found["kb_per_invocation"] - TRUE_KB_PER_INVOCATION) <= 0.25 * TRUE_KB_PER_INVOCATION
+    assert found["confidence"] >= 0.9
+    assert code == 3
+    assert "LEAK suspected" in stdout
+
+
+def test_recycling_keeps_the_workers_in_their_limit_without_a_failure(
+        leaky: tuple[Path, int, dict[str, Any], str]) -> None:
+    out, _, report, _ = leaky
+    assert report["recycles"] >= 1
+    assert report["failures"] == 0 and report["crashes"] == 0
+    assert report["invocations"] > 0
+    # A worker is measured after each invocation: it may pass the limit by one call's worth,
+    # and the sampler may catch it in between.
+    assert report["peak_worker_uss_mb"] < 80 + 2
+    assert {"p50", "p90", "p99", "max"} <= set(report["latency_ms"])
+    assert report["latency_ms"]["p50"] <= report["latency_ms"]["max"]
+    assert "recycle" in {row["event"] for row in csv_rows(out)}
+
+
+def test_files_of_the_leaky_run(leaky: tuple[Path, int, dict[str, Any], str]) -> None:
+    out, _, report, _ = leaky
+    rows = csv_rows(out)
+    assert {row["worker"] for row in rows} == {"0", "1"}
+    assert set(rows[0]) == {"time_s", "worker", "pid", "rss_mb", "uss_mb", "pss_mb",
+                            "invocations", "event"}
+    assert len({row["pid"] for row in rows}) == report["worker_lifetimes"] >= 3
+    assert report["peak_total_pss_mb"] > 0
+    assert_chart(out)
+
+
+def test_a_clean_handler_is_not_flagged(tmp_path: Path) -> None:
+    code, report, stdout = soak(tmp_path, "loadtest.handlers.clean.handler", duration=15)
+    assert report["leak"]["suspected"] is False
+    assert report["leak"]["kb_per_invocation"] < 1.0
+    assert report["failures"] == 0 and report["recycles"] == 0
+    assert code == 0
+    assert "no leak suspected" in stdout
+    assert {row["worker"] for row in csv_rows(tmp_path)} == {"0", "1"}
+    assert_chart(tmp_path)
+
+
+def test_a_handler_that_cannot_be_imported_fails_the_soak(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "forkric", "soak", "loadtest.handlers.missing.handler",
+         "--duration", "5", "--users", "1", "--workers", "1", "--port", str(free_port()),
+         "--out", str(tmp_path)], cwd=REPO, env=base_env(), capture_output=True, text=True,
+        timeout=90)
+    assert done.returncode == 1
+    assert "Runtime.ImportModuleError" in done.stderr
+    assert not (tmp_path / "report.json").exists()

@@ -1,0 +1,158 @@
+"""The soak's leak estimator on synthetic series: steady leaks, recycles, warm-up, allocator
+steps, outliers, plateaus, and clean workers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from forkric.soak import leak
+from forkric.soak.sampler import Sample
+
+KB_PER_MB = 1024
+
+
+def series(pid: int, worker: int, count: int, rate: float, uss: Callable[[int, int], float],
+           start_s: float = 0.0, start_invocations: int = 0) -> Iterator[Sample]:
+    """`count` samples a second apart; `rate` invocations a second; uss(i, invocations) in KB."""
+    for i in range(count):
+        served = start_invocations + int(i * rate)
+        yield Sample(start_s + i, worker, pid, 20_000, int(uss(i, served)), 8_000, served, "busy")
+
+
+def leaking(kb_per_invocation: float, noise_kb: float = 0.0, seed: int = 1
+            ) -> Callable[[int, int], float]:
+    rng = random.Random(seed)
+    return lambda i, served: 4_000 + kb_per_invocation * served + rng.uniform(-noise_kb, noise_kb)
+
+
+def within(found: float, truth: float, share: float) -> bool:
+    return abs(found - truth) <= share * truth
+
+
+def test_a_steady_leak_is_found_at_its_rate() -> None:
+    samples = [*series(10, 0, 30, 300, leaking(64, noise_kb=500, seed=1)),
+               *series(11, 1, 30, 280, leaking(64, noise_kb=500, seed=2))]
+    found = leak.estimate(samples)
+    assert found.suspected
+    assert within(found.kb_per_invocation, 64, 0.05)
+    assert found.confidence > 0.9 and found.r2 > 0.9 and found.consistency == 1.0
+    assert found.lifetimes == 2
+
+
+def test_recycled_lifetimes_each_restart_from_their_own_base() -> None:
+    # A 64 KB leak under a memory limit: four-second lifetimes, each starting again near zero.
+    samples: list[Sample] = []
+    for life in range(6):
+        samples += series(100 + life, life % 2, 4, 250, leaking(64, noise_kb=200, seed=life),
+                          start_s=life * 4)
+    found = leak.estimate(samples)
+    assert found.suspected
+    assert within(found.kb_per_invocation, 64, 0.10)
+    assert found.lifetimes == 6
+
+
+def test_pooling_lifetimes_would_be_wrong_and_is_not_done() -> None:
+    # Sawtooth: across lifetimes memory does not grow at all; inside each it grows fast.
+    samples: list[Sample] = []
+    served = 0
+    for life in range(5):
+        samples += series(200 + life, 0, 5, 100, lambda i, s, base=served: 4_000 + 32 * (s - base),
+                          start_s=life * 5, start_invocations=served)
+        served += 500
+    assert within(leak.estimate(samples).kb_per_invocation, 32, 0.05)
+
+
+def test_a_clean_worker_is_not_flagged_despite_allocator_steps() -> None:
+    rng = random.Random(7)
+    steps = {i: rng.choice((-1, 1)) * 1024 for i in rng.sample(range(3, 30), 6)}
+    level = [4_000.0]
+
+    def uss(i: int, served: int) -> float:
+        level[0] += steps.get(i, 0)
+        return level[0] + rng.uniform(-300, 300)
+
+    found = leak.estimate([*series(1, 0, 30, 300, uss), *series(2, 1, 30, 300, leaking(0, 300))])
+    assert not found.suspected
+    assert abs(found.kb_per_invocation) < leak.MIN_KB_PER_INVOCATION
+
+
+def test_warm_up_is_left_out() -> None:
+    # Copy-on-write right after the fork: +30 MB by the first sample, flat afterwards.
+    def uss(i: int, served: int) -> float:
+        return 4_000 + (30 * KB_PER_MB if i >= 1 else 0)
+
+    found = leak.estimate(list(series(1, 0, 20, 300, uss)))
+    assert not found.suspected
+    assert found.kb_per_invocation == pytest.approx(0.0, abs=0.01)
+
+
+def test_a_plateau_like_a_filling_cache_is_not_a_leak() -> None:
+    # As measured on a clean handler: about 400 KB over the first 2000 invocations, then flat.
+    def uss(i: int, served: int) -> float:
+        return 4_000 + 400 * min(served, 2_000) / 2_000
+
+    found = leak.estimate(list(series(1, 0, 30, 230, uss)))
+    assert not found.suspected
+    assert found.kb_per_invocation < leak.MIN_KB_PER_INVOCATION
+
+
+def test_one_outlier_moves_the_estimate_little() -> None:
+    def uss(i: int, served: int) -> float:
+        return 4_000 + 16 * served + (200 * KB_PER_MB if i == 12 else 0)
+
+    found = leak.estimate(list(series(1, 0, 25, 300, uss)))
+    assert within(found.kb_per_invocation, 16, 0.10)
+    assert found.suspected
+
+
+def test_a_small_slope_is_under_the_threshold() -> None:
+    found = leak.estimate(list(series(1, 0, 30, 300, leaking(0.5, noise_kb=50))))
+    assert found.kb_per_invocation == pytest.approx(0.5, rel=0.1)
+    assert not found.suspected
+    assert "under" in found.reason
+
+
+def test_too_little_growth_is_not_evidence() -> None:
+    # A real 2 KB/invocation slope over only 600 invocations: 1.2 MB, within allocator noise.
+    found = leak.estimate(list(series(1, 0, 7, 100, leaking(2))))
+    assert found.kb_per_invocation == pytest.approx(2, rel=0.05)
+    assert not found.suspected
+    assert "MB of growth" in found.reason
+
+
+def test_no_usable_samples() -> None:
+    found = leak.estimate([Sample(0.0, 0, 1, 1, 1, 1, 0, "idle")])
+    assert not found.suspected
+    assert found.lifetimes == 0
+    assert "long enough" in found.reason
+
+
+def test_idle_workers_are_left_out() -> None:
+    # A worker that served nothing during the run gives no pair of samples.
+    idle = [Sample(float(i), 1, 2, 1, 4_000 + i * 100, 1, 50, "idle") for i in range(10)]
+    found = leak.estimate([*series(1, 0, 20, 300, leaking(64)), *idle])
+    assert found.lifetimes == 1
+    assert within(found.kb_per_invocation, 64, 0.02)
+
+
+def test_weighted_median() -> None:
+    values = np.array([1.0, 2.0, 100.0])
+    assert leak.weighted_median(values, np.array([1.0, 1.0, 1.0])) == 2.0
+    assert leak.weighted_median(values, np.array([1.0, 1.0, 10.0])) == 100.0
+
+
+def test_long_lifetimes_are_thinned() -> None:
+    samples = list(series(1, 0, 1_500, 10, leaking(8)))
+    (life,) = leak.lifetimes(samples)
+    assert len(life.invocations) == leak.MAX_SAMPLES_PER_LIFETIME
+    assert within(leak.estimate(samples).kb_per_invocation, 8, 0.01)
+
+
+def test_report_form_is_plain_json_data() -> None:
+    found = leak.estimate(list(series(1, 0, 10, 300, leaking(64)))).as_dict()
+    assert set(found) >= {"suspected", "kb_per_invocation", "confidence", "r2", "per_lifetime"}
+    assert isinstance(found["per_lifetime"], list)
