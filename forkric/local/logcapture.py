@@ -159,14 +159,18 @@ class LogCapture:
         board = self.board()
         if board is None:
             return None
+        wanted = request_id.encode("ascii", "replace")
         for pid, worker in self.workers.items():
-            if worker.index < 0 or worker.index >= board.capacity or \
-                    board.slot(worker.index).pid != pid:
+            # One read of the slot this worker had last time; a search only when it moved.
+            held = board.holder(worker.index) if 0 <= worker.index < board.capacity else None
+            if held is None or held[0] != pid:
                 worker.index = _find_slot(board, pid)
-            if worker.index >= 0:
-                slot = board.slot(worker.index)
-                if slot.pid == pid and slot.request_id == request_id and slot.state == "busy":
-                    return pid
+                if worker.index < 0:
+                    continue
+                held = board.holder(worker.index)
+            _, busy, held_id = held
+            if busy and held_id.rstrip(b"\0") == wanted:
+                return pid
         return None
 
     def _dead_holder(self) -> int | None:

@@ -26,7 +26,9 @@ TAIL_BYTES = 4096
 CLIENT_CONTEXT_LIMIT = 3583  # Lambda's limit on the decoded X-Amz-Client-Context
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-ACCEPTED = {"status": "OK"}
+# The Runtime API's 202 answer, as `web.json_response({"status": "OK"})` writes it, made once.
+ACCEPTED_BODY = json.dumps({"status": "OK"}).encode()
+ACCEPTED_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
 class Service:
@@ -122,7 +124,7 @@ class Service:
                 "errorType": "RequestEntityTooLarge"}, status=413)
         content_type = request.headers.get("Content-Type", "application/json")
         self.invocations.finish(request_id, answers.success(body, content_type))
-        return web.json_response(ACCEPTED, status=202)
+        return accepted()
 
     async def error(self, request: web.Request) -> web.StreamResponse:
         request_id = request.match_info["id"]
@@ -132,7 +134,7 @@ class Service:
         if not body:
             body = answers.error_body(request.headers.get(ERROR_TYPE_HEADER, "Unhandled"), "")
         self.invocations.finish(request_id, answers.function_error(body))
-        return web.json_response(ACCEPTED, status=202)
+        return accepted()
 
     async def init_error(self, request: web.Request) -> web.StreamResponse:
         body, _ = await read_limited(request, answers.RESPONSE_LIMIT)
@@ -142,7 +144,7 @@ class Service:
         # Every invocation waiting on this initialisation gets its error, as in the RIE.
         self.invocations.fail_pending(lambda invocation: answers.init_error(body))
         self.invocations.fail_running(lambda invocation: answers.init_error(body))
-        return web.json_response(ACCEPTED, status=202)
+        return accepted()
 
     # What happens around invocations.
 
@@ -178,6 +180,10 @@ def _answer(result: Result, request_id: str | None = None) -> web.Response:
                "X-Amz-Executed-Version": "$LATEST",
                "x-amzn-RequestId": request_id or str(uuid.uuid4())}
     return web.Response(status=result.status, body=result.body, headers=headers)
+
+
+def accepted() -> web.Response:
+    return web.Response(status=202, body=ACCEPTED_BODY, headers=ACCEPTED_HEADERS)
 
 
 def invalid_request_id() -> web.Response:

@@ -76,10 +76,11 @@ class Local:
 @contextlib.contextmanager
 def local(handler: str, task_dir: Path, *args: str, workers: int = 2, timeout: float = 3.0,
           env: Mapping[str, str] | None = None, log_path: Path | None = None,
-          wait_ready: bool = True) -> Iterator[Local]:
-    """`forkric local HANDLER` in `task_dir` on an ephemeral port, stopped on leaving."""
+          wait_ready: bool = True, python: str | Path | None = None) -> Iterator[Local]:
+    """`forkric local HANDLER` in `task_dir` on an ephemeral port, stopped on leaving; run by
+    `python` (default: this interpreter), which its runtime child runs on too."""
     log_path = log_path or Path(tempfile.mkdtemp(prefix="forkric-local-test-")) / "local.log"
-    argv = [sys.executable, "-m", "forkric", "local", handler, "--port", "0",
+    argv = [str(python or sys.executable), "-m", "forkric", "local", handler, "--port", "0",
             "--workers", str(workers), "--timeout", str(timeout), *args]
     full_env = base_env(**(env or {}))
     with log_path.open("wb") as out:
