@@ -113,6 +113,8 @@ class LogCapture:
         worker = self.workers.get(stream.pid)
         if worker is not None and all(s.closed for s in worker.streams):
             worker.ended = time.monotonic()
+            if not worker.lines:  # nothing left to attribute: forget it now
+                del self.workers[stream.pid]
 
     def _feed(self, stream: _Stream, data: bytes) -> None:
         *complete, stream.partial = (stream.partial + data).split(b"\n")
@@ -161,6 +163,8 @@ class LogCapture:
             return None
         wanted = request_id.encode("ascii", "replace")
         for pid, worker in self.workers.items():
+            if worker.ended:  # a dead worker holds nothing: see _dead_holder
+                continue
             # One read of the slot this worker had last time; a search only when it moved.
             held = board.holder(worker.index) if 0 <= worker.index < board.capacity else None
             if held is None or held[0] != pid:
@@ -188,7 +192,7 @@ class LogCapture:
 
 
 def _find_slot(board: Scoreboard, pid: int) -> int:
-    return next((s.index for s in board.slots() if s.pid == pid), -1)
+    return next((i for i in range(board.capacity) if board.holder(i)[0] == pid), -1)
 
 
 def _peer_pid(conn: socket.socket) -> int:
