@@ -22,17 +22,6 @@ def _add_handler(parser: argparse.ArgumentParser) -> None:
                         help="module.function, as in Lambda (default: $_HANDLER)")
 
 
-def _add_local(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=9000, help="Invoke API port (default 9000)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: loopback only)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="function timeout, seconds (default: $AWS_LAMBDA_FUNCTION_TIMEOUT "
-                             "or 3, as on Lambda)")
-    parser.add_argument("--max-queue", type=int, default=None,
-                        help="invocations waiting before 429 TooManyRequestsException")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forkric", description="A pre-forked, multi-process runtime for AWS Lambda Python "
@@ -40,23 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"forkric {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="the runtime: what a Lambda image starts")
-    _add_handler(run)
-    config.add_arguments(run)
-
-    local = commands.add_parser("local", help="an embedded Lambda service on loopback")
-    _add_handler(local)
-    config.add_arguments(local)
-    _add_local(local)
-
-    soak = commands.add_parser("soak", help="a bounded load with memory sampling and a report")
-    _add_handler(soak)
-    config.add_arguments(soak)
-    _add_local(soak)
-    soak.add_argument("--duration", type=float, default=30.0, help="seconds of load")
-    soak.add_argument("--users", type=int, default=8, help="concurrent Locust users")
-    soak.add_argument("--event", default="{}", help="event JSON, or @file")
-    soak.add_argument("--out", default="soak-out", help="folder for the report and the chart")
+    for name, text in (("run", "the runtime: what a Lambda image starts"),
+                       ("local", "an embedded Lambda service on loopback"),
+                       ("soak", "a bounded load with memory sampling and a leak report")):
+        command = commands.add_parser(name, help=text)
+        _add_handler(command)
+        config.add_arguments(command, name)
 
     invoke = commands.add_parser("invoke", help="one call to an Invoke API, printed")
     invoke.add_argument("--port", type=int, default=9000)
@@ -71,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) -> config.Config:
     given = {s.name: getattr(args, s.name, None) for s in config.SETTINGS}
-    return config.load(getattr(args, "handler", None), given, environ)
+    return config.load(getattr(args, "handler", None), given, environ, args.command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

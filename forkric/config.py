@@ -38,6 +38,25 @@ def _flag(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
 
+RUNTIME = frozenset({"run", "local", "soak"})
+SERVICE = frozenset({"local", "soak"})
+SOAK = frozenset({"soak"})
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} is not positive")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{text!r} is not a port number")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -45,17 +64,22 @@ class Setting:
     env: tuple[str, ...]
     parse: Callable[[str], Any]
     help: str
+    commands: frozenset[str] = RUNTIME
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("workers", "--workers", ("FORKRIC_WORKERS", "AWS_LAMBDA_MAX_CONCURRENCY"),
-            _positive_int, "worker processes (default: AWS_LAMBDA_MAX_CONCURRENCY, else 1)"),
+            _positive_int, "worker processes (default: AWS_LAMBDA_MAX_CONCURRENCY, else 1; "
+            "local and soak: the CPU count)"),
     Setting("max_worker_memory_mb", "--max-worker-memory", ("FORKRIC_MAX_WORKER_MEMORY_MB",),
             _non_negative_float, "recycle a worker whose private memory (USS) passes this, MB"),
     Setting("max_requests", "--max-requests", ("FORKRIC_MAX_REQUESTS",),
             _non_negative_int, "recycle a worker after this many invocations (0: never)"),
     Setting("max_requests_jitter", "--max-requests-jitter", ("FORKRIC_MAX_REQUESTS_JITTER",),
             _non_negative_int, "add up to this many invocations to --max-requests, per worker"),
+    Setting("timeout_s", "--timeout", ("AWS_LAMBDA_FUNCTION_TIMEOUT",), _positive_float,
+            "the function timeout, seconds (local and soak: default 3, as on Lambda); a "
+            "deadline further away than this is not believed"),
     Setting("stuck_grace_s", "--stuck-grace", ("FORKRIC_STUCK_GRACE_S",),
             _non_negative_float, "kill a worker busy this long past its deadline, seconds"),
     Setting("shutdown_grace_s", "--shutdown-grace", ("FORKRIC_SHUTDOWN_GRACE_S",),
@@ -64,6 +88,21 @@ SETTINGS: tuple[Setting, ...] = (
             _flag, "log the allocation sites that grew most when a worker is recycled for memory"),
     Setting("status_file", "--status-file", ("FORKRIC_STATUS_FILE",),
             str, "back the worker scoreboard with this file so other tools can read it"),
+    Setting("host", "--host", ("FORKRIC_HOST",), str,
+            "address the Invoke API listens on (default: 127.0.0.1, loopback only)", SERVICE),
+    Setting("port", "--port", ("FORKRIC_PORT",), _port,
+            "Invoke API port (default 9000)", SERVICE),
+    Setting("max_queue", "--max-queue", ("FORKRIC_MAX_QUEUE",), _non_negative_int,
+            "invocations waiting for a worker before 429 TooManyRequestsException "
+            "(default 100)", SERVICE),
+    Setting("duration_s", "--duration", ("FORKRIC_SOAK_DURATION",), _positive_float,
+            "seconds of load (default 30)", SOAK),
+    Setting("users", "--users", ("FORKRIC_SOAK_USERS",), _positive_int,
+            "concurrent Locust users (default 8)", SOAK),
+    Setting("event", "--event", ("FORKRIC_SOAK_EVENT",), str,
+            "the event: JSON, or @file (default {})", SOAK),
+    Setting("out", "--out", ("FORKRIC_SOAK_OUT",), str,
+            "folder for report.json, memory.csv and memory.png (default soak-out)", SOAK),
 )
 
 
@@ -79,12 +118,22 @@ class Config:
     shutdown_grace_s: float = 10.0
     trace_leaks: bool = False
     status_file: str = ""
+    timeout_s: float = 0.0  # 0: unknown, the deadlines Lambda sends are believed
+    host: str = "127.0.0.1"
+    port: int = 9000
+    max_queue: int = 100
+    duration_s: float = 30.0
+    users: int = 8
+    event: str = "{}"
+    out: str = "soak-out"
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare every setting's flag on a parser; values stay None unless given."""
+def add_arguments(parser: argparse.ArgumentParser, command: str = "run") -> None:
+    """Declare the flags of a command's settings on a parser; values stay None unless given."""
     for setting in SETTINGS:
+        if command not in setting.commands:
+            continue
         if setting.parse is _flag:
             parser.add_argument(setting.flag, dest=setting.name, action="store_const",
                                 const="1", default=None, help=setting.help)
@@ -107,15 +156,23 @@ def _value(setting: Setting, given: str | None, environ: Mapping[str, str]) -> A
         raise SystemExit(f"forkric: bad value for {source}: {exc}") from None
 
 
+def command_defaults(command: str) -> dict[str, Any]:
+    """Where a command's defaults differ: the local service is a laptop's Lambda."""
+    if command in SERVICE:
+        return {"workers": os.cpu_count() or 1, "timeout_s": 3.0}
+    return {}
+
+
 def load(
     handler: str | None,
     given: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    command: str = "run",
 ) -> Config:
-    """Build the Config from flags (`given`, by setting name) and the environment."""
+    """Build the Config from flags (`given`, by setting name), the environment, and defaults."""
     env = os.environ if environ is None else environ
     given = given or {}
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = command_defaults(command)
     for setting in SETTINGS:
         value = _value(setting, given.get(setting.name), env)
         if value is not None:

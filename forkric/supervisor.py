@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from forkric import errors, worker
@@ -375,15 +375,8 @@ def worker_limits(config: Config, rng: random.Random | None = None) -> worker.Li
         max_uss_kb=int(config.max_worker_memory_mb * 1024),
         max_requests=config.max_requests + jitter if config.max_requests else 0,
         trace_leaks=config.trace_leaks,
-        timeout_ms=_function_timeout_ms(config.environ),
+        timeout_ms=int(config.timeout_s * 1000),
     )
-
-
-def _function_timeout_ms(environ: Mapping[str, str]) -> int:
-    try:
-        return int(float(environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "")) * 1000)
-    except ValueError:
-        return 0
 
 
 def _oom_kill_count() -> int:

@@ -24,8 +24,6 @@ from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Plan, Runtime
 from forkric.local.service import Service
 
-DEFAULT_TIMEOUT_S = 3.0
-DEFAULT_MAX_QUEUE = 100
 STOP_EXTRA_S = 5.0  # on top of the supervisor's shutdown grace
 
 T = TypeVar("T")
@@ -43,16 +41,9 @@ class Options:
 
 
 def options(args: argparse.Namespace, config: Config) -> Options:
-    env = config.environ or os.environ
-    workers_given = getattr(args, "workers", None) is not None or any(
-        env.get(name) for name in ("FORKRIC_WORKERS", "AWS_LAMBDA_MAX_CONCURRENCY"))
-    timeout = args.timeout if args.timeout is not None else float(
-        env.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or DEFAULT_TIMEOUT_S)
-    max_queue = args.max_queue if args.max_queue is not None else int(
-        env.get("FORKRIC_MAX_QUEUE") or DEFAULT_MAX_QUEUE)
-    return Options(handler=config.handler, host=args.host, port=args.port,
-                   workers=config.workers if workers_given else os.cpu_count() or 1,
-                   timeout_s=timeout, max_queue=max_queue, config=config)
+    return Options(handler=config.handler, host=config.host, port=config.port,
+                   workers=config.workers, timeout_s=config.timeout_s,
+                   max_queue=config.max_queue, config=config)
 
 
 def main(args: argparse.Namespace, config: Config) -> int:

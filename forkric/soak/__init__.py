@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -48,39 +47,29 @@ def check(args: argparse.Namespace, config: Config) -> str:
     """What is wrong with the command line, or ''."""
     if not config.handler:
         return "name a handler (module.function) or set _HANDLER"
-    if args.duration <= 0 or args.users < 1:
-        return "--duration must be positive and --users at least 1"
     try:
-        spec = args.event
+        spec = config.event
         json.loads(Path(spec[1:]).read_text() if spec.startswith("@") else spec)
     except (OSError, ValueError) as exc:
         return f"--event is not JSON (inline, or @file): {exc}"
     return ""
 
 
-def worker_count(args: argparse.Namespace, config: Config) -> int:
-    """As `forkric local` counts them: given (flag or environment), else the CPUs."""
-    env = config.environ or os.environ
-    given = getattr(args, "workers", None) is not None or any(
-        env.get(name) for name in ("FORKRIC_WORKERS", "AWS_LAMBDA_MAX_CONCURRENCY"))
-    return config.workers if given else os.cpu_count() or 1
-
-
 def soak(args: argparse.Namespace, config: Config) -> int:
     from forkric.soak import load, service
 
-    out = Path(args.out)
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    workers = worker_count(args, config)
-    port = args.port if service.port_free("127.0.0.1", args.port) else service.free_port()
-    argv, env = service.local_command(args, config, port, workers)
+    workers = config.workers
+    port = config.port if service.port_free("127.0.0.1", config.port) else service.free_port()
+    argv, env = service.local_command(args, config, port)
     local = service.start(argv, env, out / "forkric.log", port)
     try:
         service.wait_ready(local, workers)
-        plan = load.LoadPlan(host=local.url, users=args.users, duration_s=args.duration,
-                             event=args.event, result_path=out / "locust.json",
+        plan = load.LoadPlan(host=local.url, users=config.users, duration_s=config.duration_s,
+                             event=config.event, result_path=out / "locust.json",
                              log_path=out / "locust.log",
-                             invoke_timeout_s=(args.timeout or 3.0) + 30.0)
+                             invoke_timeout_s=config.timeout_s + 30.0)
         snapshots, result = run_load(local, plan)
     finally:
         local.stop(config.shutdown_grace_s + SERVICE_STOP_S)
@@ -118,15 +107,15 @@ def finish(args: argparse.Namespace, config: Config, workers: int, out: Path,
     log = (out / "forkric.log").read_text(errors="replace")
     marked = report.mark(snapshots, logscan.lifetime_ends(log))
     estimate = leak.estimate(report.samples(snapshots))
-    settings = {"handler": config.handler, "duration_s": args.duration, "users": args.users,
-                "workers": workers, "max_worker_memory_mb": config.max_worker_memory_mb,
-                "event": args.event}
+    settings = {"handler": config.handler, "duration_s": config.duration_s,
+                "users": config.users, "workers": workers,
+                "max_worker_memory_mb": config.max_worker_memory_mb, "event": config.event}
     sites = logscan.leak_sites(log) if config.trace_leaks else None
     document = report.build(settings, result, snapshots, estimate, sites)
     report.write_csv(out / "memory.csv", marked)
     report.write_json(out / "report.json", document)
     chart.draw(out / "memory.png", marked, snapshots,
-               f"forkric soak: {config.handler}, {workers} workers, {args.users} users",
+               f"forkric soak: {config.handler}, {workers} workers, {config.users} users",
                config.max_worker_memory_mb)
     print(report.summary(document, out))
     return EXIT_LEAK if estimate.suspected else EXIT_CLEAN

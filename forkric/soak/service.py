@@ -22,7 +22,6 @@ from forkric.config import SETTINGS, Config
 READY_TIMEOUT_S = 60.0  # importing a heavy handler (pandas, torch) takes a while
 POLL_S = 0.05
 STATUS_TIMEOUT_S = 10.0
-LOCAL_DEFAULT_MAX_QUEUE = 100
 
 
 class ServiceError(RuntimeError):
@@ -89,23 +88,23 @@ def port_free(host: str, port: int) -> bool:
         return True
 
 
-def local_command(args: argparse.Namespace, config: Config, port: int,
-                  workers: int) -> tuple[list[str], dict[str, str]]:
-    """`python -m forkric local HANDLER ...` and its environment: every setting the soak was
-    given on its command line travels as its environment variable, the rest is inherited."""
+def local_command(args: argparse.Namespace, config: Config,
+                  port: int) -> tuple[list[str], dict[str, str]]:
+    """`python -m forkric local HANDLER ...` and its environment: every runtime setting the soak
+    was given on its command line travels as its environment variable, the rest is inherited."""
     env = dict(os.environ)
     for setting in SETTINGS:
         given = getattr(args, setting.name, None)
-        if given is not None and setting.name != "status_file":  # local keeps its own file
+        # The service's own settings go on its command line; it keeps its own status file.
+        if given is not None and "run" in setting.commands and setting.name != "status_file":
             env[setting.env[0]] = str(given)
-    argv = [sys.executable, "-m", "forkric", "local", config.handler, "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers)]
-    if args.timeout is not None:
-        argv += ["--timeout", str(args.timeout)]
     # Every user may have one invocation waiting: more queue than users is never needed.
-    max_queue = args.max_queue if args.max_queue is not None else max(
-        LOCAL_DEFAULT_MAX_QUEUE, args.users)
-    return [*argv, "--max-queue", str(max_queue)], env
+    max_queue = config.max_queue if args.max_queue is not None else max(
+        config.max_queue, config.users)
+    argv = [sys.executable, "-m", "forkric", "local", config.handler, "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(config.workers), "--timeout",
+            str(config.timeout_s), "--max-queue", str(max_queue)]
+    return argv, env
 
 
 def start(argv: list[str], env: dict[str, str], log_path: Path, port: int) -> Service:

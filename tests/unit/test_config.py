@@ -40,6 +40,14 @@ ENV_VALUES = {
     "FORKRIC_SHUTDOWN_GRACE_S": ("shutdown_grace_s", "0", 0.0),
     "FORKRIC_TRACE_LEAKS": ("trace_leaks", "true", True),
     "FORKRIC_STATUS_FILE": ("status_file", "/tmp/board", "/tmp/board"),
+    "AWS_LAMBDA_FUNCTION_TIMEOUT": ("timeout_s", "7", 7.0),
+    "FORKRIC_HOST": ("host", "0.0.0.0", "0.0.0.0"),
+    "FORKRIC_PORT": ("port", "9100", 9100),
+    "FORKRIC_MAX_QUEUE": ("max_queue", "5", 5),
+    "FORKRIC_SOAK_DURATION": ("duration_s", "12.5", 12.5),
+    "FORKRIC_SOAK_USERS": ("users", "3", 3),
+    "FORKRIC_SOAK_EVENT": ("event", '{"a": 1}', '{"a": 1}'),
+    "FORKRIC_SOAK_OUT": ("out", "/tmp/out", "/tmp/out"),
 }
 
 
@@ -54,7 +62,9 @@ def test_flag_beats_environment(env_name: str) -> None:
     name, _, _ = ENV_VALUES[env_name]
     flag_text = {"workers": "7", "max_worker_memory_mb": "9", "max_requests": "3",
                  "max_requests_jitter": "2", "stuck_grace_s": "0.5", "shutdown_grace_s": "4",
-                 "trace_leaks": "0", "status_file": "/flag"}[name]
+                 "trace_leaks": "0", "status_file": "/flag", "timeout_s": "2", "host": "::1",
+                 "port": "9200", "max_queue": "9", "duration_s": "3", "users": "5",
+                 "event": "[]", "out": "o"}[name]
     env_text = ENV_VALUES[env_name][1]
     setting = next(s for s in config.SETTINGS if s.name == name)
     assert getattr(load({name: flag_text}, {env_name: env_text}), name) == setting.parse(flag_text)
@@ -110,9 +120,28 @@ def test_add_arguments_declares_every_flag() -> None:
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
     args = parser.parse_args(["--workers", "3", "--trace-leaks", "--status-file", "/x"])
-    given = {s.name: getattr(args, s.name) for s in config.SETTINGS}
+    given = {s.name: getattr(args, s.name) for s in config.SETTINGS if "run" in s.commands}
     assert given["max_requests"] is None
     cfg = config.load("h.f", given, {"FORKRIC_WORKERS": "9"})
     assert (cfg.workers, cfg.trace_leaks, cfg.status_file) == (3, True, "/x")
     with pytest.raises(SystemExit):
         parser.parse_args(["--no-such-flag"])
+    with pytest.raises(SystemExit):  # the service's flags are not the runtime's
+        parser.parse_args(["--port", "1"])
+
+
+def test_each_command_declares_its_own_settings() -> None:
+    for command in ("run", "local", "soak"):
+        parser = argparse.ArgumentParser()
+        config.add_arguments(parser, command)
+        declared = {a.dest for a in parser._actions} - {"help"}
+        assert declared == {s.name for s in config.SETTINGS if command in s.commands}
+
+
+def test_local_and_soak_default_to_the_cpus_and_lambda_s_timeout() -> None:
+    import os
+
+    cfg = config.load("h.f", {}, {}, "local")
+    assert (cfg.workers, cfg.timeout_s) == (os.cpu_count() or 1, 3.0)
+    assert config.load("h.f", {}, {"FORKRIC_WORKERS": "2"}, "soak").workers == 2
+    assert config.load("h.f", {}, {}, "run").timeout_s == 0.0  # the runtime trusts deadlines

@@ -25,8 +25,7 @@ def test_no_request_limit_means_none_even_with_jitter() -> None:
 
 
 def test_memory_limit_and_function_timeout() -> None:
-    limits = worker_limits(Config(max_worker_memory_mb=1.5,
-                                  environ={"AWS_LAMBDA_FUNCTION_TIMEOUT": "2.5"}))
+    limits = worker_limits(Config(max_worker_memory_mb=1.5, timeout_s=2.5))
     assert limits.max_uss_kb == 1536
     assert limits.timeout_ms == 2500
 
