@@ -196,3 +196,13 @@ def test_module_importing_a_missing_module(fixtures: Write) -> None:
         handler.load("imports_missing.handler")
     assert info.value.message == (
         "Unable to import module 'imports_missing': No module named 'missing_dependency_xyz'")
+
+
+def test_the_collector_is_paused_during_the_import_and_running_after(code_dir: Any) -> None:
+    import gc
+
+    code_dir("gc_probe.py", "import gc\nENABLED_AT_IMPORT = gc.isenabled()\n"
+                            "def handler(e, c):\n    return e\n")
+    handler.load("gc_probe.handler")
+    assert sys.modules["gc_probe"].ENABLED_AT_IMPORT is False
+    assert gc.isenabled()
