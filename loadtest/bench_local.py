@@ -36,6 +36,7 @@ import psutil
 from yarl import URL
 
 from forkric.local import run_loop
+from loadtest.processes import cpu_seconds
 from tests.support import rie
 from tests.support.local import local
 
@@ -110,24 +111,15 @@ class Peer:
     def run_round(self, seconds: float) -> Load:
         service = psutil.Process(self.pid)
         runtime = service.children(recursive=True)
-        before = _cpu([service]), _cpu(runtime), time.process_time()
+        before = cpu_seconds([service]), cpu_seconds(runtime), time.process_time()
         load = drive(self.port, self.clients, seconds)
-        after = _cpu([service]), _cpu(runtime), time.process_time()
+        after = cpu_seconds([service]), cpu_seconds(runtime), time.process_time()
         # The warm-up's requests are counted in the CPU too: scale by all the round's requests.
         requests = (load.accepted + load.rejected) * (seconds + WARM_UP_S) / seconds
         load.cpu_us = {party: (end - start) / requests * 1e6 for party, start, end in
                        zip(("loadgen", "service", "runtime"), before, after, strict=True)}
         self.rounds.append(load)
         return load
-
-
-def _cpu(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 @contextlib.contextmanager

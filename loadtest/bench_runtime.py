@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from loadtest.processes import cpu_seconds, tree
 from tests.support import rie
 
 HANDLER = '''def handler(event, context):
@@ -61,27 +62,18 @@ class Target:
             raise RuntimeError(f"{self.name}: HTTP {response.status}: {data[:300]!r}")
 
     def runtime_processes(self) -> list[psutil.Process]:
-        return psutil.Process(self.emulator.process.pid).children(recursive=True)
-
-    @staticmethod
-    def cpu(processes: list[psutil.Process]) -> float:
-        total = 0.0
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
+        return tree(self.emulator.process.pid)
 
     def run_round(self, count: int) -> None:
         processes = self.runtime_processes()
-        cpu_before = self.cpu(processes)
+        cpu_before = cpu_seconds(processes)
         started = time.perf_counter()
         for _ in range(count):
             self.invoke()
         elapsed = time.perf_counter() - started
         if {p.pid for p in self.runtime_processes()} != {p.pid for p in processes}:
             raise RuntimeError(f"{self.name}: the runtime's processes changed during a round")
-        self.rounds.append(Round(count, elapsed, self.cpu(processes) - cpu_before))
+        self.rounds.append(Round(count, elapsed, cpu_seconds(processes) - cpu_before))
 
     def rate(self) -> float:
         return statistics.median(r.invocations / r.seconds for r in self.rounds)

@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from loadtest.processes import tree
 from tests.support import rie
 
 APP = Path(__file__).parent / "bench_apps" / "objects.py"
@@ -72,12 +71,8 @@ def wait_serving(emu: rie.Emulator, count: int, timeout: float) -> float | None:
     return None
 
 
-def runtime_processes(emu: rie.Emulator) -> list[psutil.Process]:
-    return psutil.Process(emu.process.pid).children(recursive=True)
-
-
 def total_pss_mb(emu: rie.Emulator) -> float:
-    return sum(p.memory_full_info().pss for p in runtime_processes(emu)) / 2**20
+    return sum(p.memory_full_info().pss for p in tree(emu.process.pid)) / 2**20
 
 
 def start_and_memory(module: str) -> dict[str, float]:

@@ -126,9 +126,11 @@ class Invocations:
             self.counts.succeeded += 1
         elif result.function_error:  # timeouts included, as Lambda counts them
             self.counts.function_errors += 1
-        self.on_finish(invocation, result)
-        if not invocation.done.done():
-            invocation.done.set_result(result)
+        try:
+            self.on_finish(invocation, result)
+        finally:  # whatever the bookkeeping does, the invoker gets its answer
+            if not invocation.done.done():
+                invocation.done.set_result(result)
         return True
 
     def fail_pending(self, result: Callable[[Invocation], Result]) -> int:

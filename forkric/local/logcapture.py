@@ -147,10 +147,10 @@ class LogCapture:
             return []
         worker = self.workers[pid]
         for stream in worker.streams:
-            self._read(stream)
+            self._read(stream)  # may close the worker's last stream, and forget it
         lines, worker.lines, worker.size = worker.lines, [], 0
         if all(s.closed for s in worker.streams):
-            del self.workers[pid]
+            self.workers.pop(pid, None)
         return lines
 
     def forget(self, request_id: str) -> None:

@@ -6,29 +6,18 @@ import contextlib
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support import rie
+from tests.support.local import wait_for
 
 APPS = Path(__file__).parent / "apps"
 EXIT_MESSAGE = re.compile(
     r"RequestId: (?P<id>[0-9a-f-]{36}) Error: Runtime exited with error: (?P<how>.+)")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll a condition until it holds (returns a truthy value) or the time is up."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not hold within {timeout} s")
-        time.sleep(0.02)
 
 
 def unavailable(reply: rie.Reply) -> bool:
