@@ -32,8 +32,9 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-class _Reader:
-    """httptools callbacks collecting one response."""
+class _StatusReader:
+    """httptools callbacks collecting a response's status and body: the answers to posts, whose
+    headers nobody reads (httptools calls on_header only where the method exists)."""
 
     __slots__ = ("body", "done", "headers", "keep_alive", "parser")
 
@@ -44,9 +45,6 @@ class _Reader:
         self.keep_alive = False
         self.parser = httptools.HttpResponseParser(self)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = _text(value)
-
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
@@ -54,6 +52,15 @@ class _Reader:
         # Asked here: once the message is complete the parser has forgotten it.
         self.keep_alive = self.parser.should_keep_alive()
         self.done = True
+
+
+class _Reader(_StatusReader):
+    """... and its headers, by lower-case name."""
+
+    __slots__ = ()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower().decode("latin-1")] = _text(value)
 
 
 class Connection:
@@ -76,7 +83,7 @@ class Connection:
         return self.sock
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Response:
+                headers: dict[str, str] | None = None, read_headers: bool = True) -> Response:
         """Send one request and read its whole response; on any failure the socket is closed."""
         head = f"{method} {path} HTTP/1.1\r\n{self.fixed}"
         if headers:
@@ -91,13 +98,12 @@ class Connection:
                 sock.sendall(body)
             else:
                 sock.sendall(data + body if body else data)
-            return self._read(sock)
+            return self._read(sock, _Reader() if read_headers else _StatusReader())
         except BaseException:
             self.close()
             raise
 
-    def _read(self, sock: socket.socket) -> Response:
-        reader = _Reader()
+    def _read(self, sock: socket.socket, reader: _StatusReader) -> Response:
         parser = reader.parser
         while not reader.done:
             chunk = sock.recv(65536)

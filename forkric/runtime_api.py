@@ -63,7 +63,9 @@ class RuntimeAPI:
 
     def _call(self, method: str, path: str, body: bytes | None = None,
               headers: dict[str, str] | None = None) -> Response:
-        reply = self.conn.request(method, API_VERSION + path, body, headers)
+        # Only an invocation's headers are read: the answers to posts carry nothing we use.
+        reply = self.conn.request(method, API_VERSION + path, body, headers,
+                                  read_headers=method == "GET")
         if reply.status == 500:
             raise RuntimeAPIExit(f"{path}: the Runtime API answered 500: the runtime must exit")
         return reply
