@@ -88,7 +88,10 @@ class Supervisor:
         self.logs = logs
         self.reload = reload
         self.board = Scoreboard.create(config.status_file)
-        self.target = config.workers
+        self.target = min(config.workers, self.board.capacity)
+        if self.target < config.workers:
+            log.warning("forkric: %d workers asked for; the scoreboard holds %d", config.workers,
+                        self.target)
         self.workers: dict[int, int] = {}  # pid -> slot index
         self.retiring: set[int] = set()  # asked to stop: their exit is expected
         self.stuck: set[int] = set()  # killed for being past their deadline
@@ -192,6 +195,8 @@ class Supervisor:
             log.error("forkric: SIGHUP: the handler failed to import again; keeping the old one"
                       "\n%s", traceback.format_exc())
             return
+        # The old code's objects were frozen with the rest: thawed, collected, frozen again.
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
         self.to_replace = list(self.workers)

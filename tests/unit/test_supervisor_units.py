@@ -55,3 +55,14 @@ def test_exit_error_words_the_death_as_lambda_does(status: int, message: str) ->
 def test_out_of_memory_error_type() -> None:
     error = exit_error(_death(signal.SIGKILL), out_of_memory=True)
     assert error["errorType"] == "Runtime.OutOfMemory"
+
+
+def test_more_workers_than_the_scoreboard_holds_are_clamped_with_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from forkric.logs import Logs
+    from forkric.scoreboard import CAPACITY
+    from forkric.supervisor import Supervisor
+
+    supervisor = Supervisor(Config(workers=CAPACITY + 10), lambda e, c: e, Logs({}))
+    assert supervisor.target == CAPACITY
+    assert f"{CAPACITY + 10} workers asked for" in caplog.text
