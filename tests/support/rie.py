@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,10 +61,20 @@ def binary() -> Path:
     return target
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, and not one this process handed out before: the kernel
+    gives a closed port 0 bind the same number again, and two emulators would then collide."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh port on 127.0.0.1")
 
 
 def wait_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None) -> None:
@@ -130,19 +140,26 @@ class Emulator:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _start(argv: list[str], cwd: Path, env: Mapping[str, str], log_path: Path,
-           port: int, runtime_port: int) -> Emulator:
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=log_file,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    log_file.close()
-    emulator = Emulator(process, port, runtime_port, log_path)
-    try:
-        wait_port(port, process=process)
-    except Exception:
-        emulator.stop()
-        raise
-    return emulator
+def _start(argv: Callable[[int, int], list[str]], cwd: Path, env: Mapping[str, str],
+           log_path: Callable[[int], Path], attempts: int = 3) -> Emulator:
+    """Start the emulator on two fresh ports (Invoke API, Runtime API); if another process took
+    one of them between the choice and the bind, again on others."""
+    for attempt in range(attempts):
+        port, runtime_port = free_port(), free_port()
+        path = log_path(port)
+        with path.open("wb") as log_file:
+            process = subprocess.Popen(argv(port, runtime_port), cwd=cwd, env=dict(env),
+                                       stdout=log_file, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        emulator = Emulator(process, port, runtime_port, path)
+        try:
+            wait_port(port, process=process)
+            return emulator
+        except Exception:
+            emulator.stop()
+            if "address already in use" not in emulator.log() or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -157,12 +174,12 @@ def base_env(**extra: str) -> dict[str, str]:
 def classic(command: list[str], task_dir: Path, env: Mapping[str, str] | None = None,
             log_path: Path | None = None) -> Iterator[Emulator]:
     """The RIE in classic mode, running `command` (for example `python -m forkric app.handler`)."""
-    port, runtime_port = free_port(), free_port()
-    log_path = log_path or task_dir / f"rie-{port}.log"
-    argv = [str(binary()), "--runtime-api-address", f"127.0.0.1:{runtime_port}",
-            "--runtime-interface-emulator-address", f"127.0.0.1:{port}", *command]
-    emulator = _start(argv, task_dir, env if env is not None else base_env(), log_path, port,
-                      runtime_port)
+    def argv(port: int, runtime_port: int) -> list[str]:
+        return [str(binary()), "--runtime-api-address", f"127.0.0.1:{runtime_port}",
+                "--runtime-interface-emulator-address", f"127.0.0.1:{port}", *command]
+
+    emulator = _start(argv, task_dir, env if env is not None else base_env(),
+                      lambda port: log_path or task_dir / f"rie-{port}.log")
     try:
         yield emulator
     finally:
@@ -242,17 +259,21 @@ def managed_instances(runtime_dir: Path, task_dir: Path, concurrency: int,
         raise RuntimeError("LMI mode needs root and unshare(1) for a private mount namespace")
     for folder in (runtime_dir, task_dir, *([opt_python] if opt_python else [])):
         _make_readable(folder)
-    port, runtime_port = free_port(), free_port()
-    log_path = log_path or runtime_dir.parent / f"rie-lmi-{port}.log"
-    script = runtime_dir.parent / f"namespace-{port}.sh"
+    fd, name = tempfile.mkstemp(prefix="namespace-", suffix=".sh", dir=runtime_dir.parent)
+    os.close(fd)
+    script = Path(name)
     script.write_text(_NAMESPACE_SCRIPT)
     full_env = dict(env if env is not None else base_env())
     full_env.update(AWS_LAMBDA_MAX_CONCURRENCY=str(concurrency), FORKRIC_T_RUNTIME=str(runtime_dir),
                     FORKRIC_T_TASK=str(task_dir), FORKRIC_T_OPT=str(opt_python or ""))
-    argv = ["unshare", "-m", "--propagation", "private", "sh", str(script), str(binary()),
-            "--runtime-api-address", f"127.0.0.1:{runtime_port}",
-            "--runtime-interface-emulator-address", f"127.0.0.1:{port}"]
-    emulator = _start(argv, task_dir, full_env, log_path, port, runtime_port)
+
+    def argv(port: int, runtime_port: int) -> list[str]:
+        return ["unshare", "-m", "--propagation", "private", "sh", str(script), str(binary()),
+                "--runtime-api-address", f"127.0.0.1:{runtime_port}",
+                "--runtime-interface-emulator-address", f"127.0.0.1:{port}"]
+
+    emulator = _start(argv, task_dir, full_env,
+                      lambda port: log_path or runtime_dir.parent / f"rie-lmi-{port}.log")
     try:
         yield emulator
     finally:
