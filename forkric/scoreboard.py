@@ -21,7 +21,8 @@ MAGIC = b"FKRC"
 VERSION = 1
 CAPACITY = 256
 
-# magic, version, capacity, supervisor pid, started, recycles, crashes, kills, spawns, workers
+# magic, version, capacity, supervisor pid, started, recycles, crashes, kills, spawns, and the
+# number of workers the supervisor wants
 _HEADER = struct.Struct("<4sHHid5Q")
 # pid, state, request id, deadline (epoch ms), invocations, rss kB, uss kB, started
 _SLOT = struct.Struct("<iB64sqQQQd")

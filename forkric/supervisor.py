@@ -105,6 +105,7 @@ class Supervisor:
         self.stop_deadline = 0.0
         self.oom_kills = _oom_kill_count()
         self.pid = os.getpid()
+        self.board.count("workers", self.target)
 
     # The main loop.
 
@@ -177,13 +178,13 @@ class Supervisor:
             log.warning("forkric: already at %d workers, the most the scoreboard holds",
                         self.target)
             return
-        self.target += 1
+        self._want(self.target + 1)
         log.info("forkric: SIGTTIN: %d worker(s) wanted", self.target)
 
     def handle_sigttou(self) -> None:
         if self.target <= 1:
             return
-        self.target -= 1
+        self._want(self.target - 1)
         log.info("forkric: SIGTTOU: %d worker(s) wanted", self.target)
 
     def handle_sighup(self) -> None:
@@ -204,6 +205,11 @@ class Supervisor:
                  len(self.to_replace))
 
     # Workers.
+
+    def _want(self, count: int) -> None:
+        """A new worker count, also on the scoreboard for those who watch it."""
+        self.board.count("workers", count - self.target)
+        self.target = count
 
     def spawn_worker(self, index: int) -> int:
         limits = worker_limits(self.config)

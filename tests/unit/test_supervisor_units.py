@@ -66,3 +66,16 @@ def test_more_workers_than_the_scoreboard_holds_are_clamped_with_a_warning(
     supervisor = Supervisor(Config(workers=CAPACITY + 10), lambda e, c: e, Logs({}))
     assert supervisor.target == CAPACITY
     assert f"{CAPACITY + 10} workers asked for" in caplog.text
+
+
+def test_the_wanted_worker_count_is_on_the_scoreboard() -> None:
+    from forkric.logs import Logs
+    from forkric.supervisor import Supervisor
+
+    supervisor = Supervisor(Config(workers=3), lambda e, c: e, Logs({}))
+    assert supervisor.board.counters()["workers"] == 3
+    supervisor.handle_sigttin()
+    assert supervisor.board.counters()["workers"] == 4
+    supervisor.handle_sigttou()
+    supervisor.handle_sigttou()
+    assert (supervisor.target, supervisor.board.counters()["workers"]) == (2, 2)
