@@ -80,7 +80,14 @@ async def serve(opts: Options, workdir: str) -> int:
     capture.start()
     runtime_runner = await _listen(service.runtime_app(), "127.0.0.1", 0,
                                    handler_cancellation=True)
-    invoke_runner = await _listen(service.invoke_app(), opts.host, opts.port)
+    try:
+        invoke_runner = await _listen(service.invoke_app(), opts.host, opts.port)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        print(f"forkric local: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}"
+              " (choose another with --port)", file=sys.stderr)
+        await runtime_runner.cleanup()
+        capture.close()
+        return 1
     runtime_api = f"127.0.0.1:{_port(runtime_runner)}"
     _announce(opts, _port(invoke_runner), runtime_api)
     runtime.start(runtime_api)

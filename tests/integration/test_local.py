@@ -315,3 +315,17 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_taken_port_is_a_clear_error_not_a_traceback() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "forkric", "local", "app.ok", "--port",
+                               str(port)], cwd=APP, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"forkric local: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
