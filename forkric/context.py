@@ -66,7 +66,6 @@ class LambdaContext:
         client_context: dict[str, Any] | None = None,
         identity: Mapping[str, Any] | None = None,
         tenant_id: str | None = None,
-        log_sink: Any = None,
     ) -> None:
         env = os.environ
         self.aws_request_id = request_id
@@ -84,7 +83,6 @@ class LambdaContext:
         self.client_context = None if client_context is None else ClientContext(client_context)
         self.identity = CognitoIdentity(identity)
         self._deadline_ms = deadline_ms
-        self._log_sink = log_sink
 
     def get_remaining_time_in_millis(self) -> int:
         return max(self._deadline_ms - int(time.time() * 1000), 0)

@@ -42,7 +42,7 @@ def _set_trace_id(trace_id: str | None) -> None:
         os.environ.pop(TRACE_ENV, None)
 
 
-def make_context(invocation: Invocation, log_sink: Any = None) -> LambdaContext:
+def make_context(invocation: Invocation) -> LambdaContext:
     header = invocation.header
     return LambdaContext(
         invocation.request_id,
@@ -51,7 +51,6 @@ def make_context(invocation: Invocation, log_sink: Any = None) -> LambdaContext:
         client_context=_json_header(header("Lambda-Runtime-Client-Context"), "Client Context"),
         identity=_json_header(header("Lambda-Runtime-Cognito-Identity"), "Cognito Identity"),
         tenant_id=header("Lambda-Runtime-Aws-Tenant-Id") or None,
-        log_sink=log_sink,
     )
 
 
@@ -62,7 +61,7 @@ def run(invocation: Invocation, handler: Handler, log: logs.Logs) -> Outcome:
                      invocation.header("Lambda-Runtime-Aws-Tenant-Id") or None)
     _set_trace_id(invocation.header("Lambda-Runtime-Trace-Id") or None)
     try:
-        context = make_context(invocation, log.sink)
+        context = make_context(invocation)
         event = marshal.event(invocation.body, invocation.header("Content-Type"))
         body, content_type = marshal.result(handler(event, context))
         return Outcome(body, content_type)

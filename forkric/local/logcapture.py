@@ -153,10 +153,6 @@ class LogCapture:
             self.workers.pop(pid, None)
         return lines
 
-    def forget(self, request_id: str) -> None:
-        """An invocation ended without anyone asking for its log: drop its lines all the same."""
-        self.collect(request_id)
-
     def _holder(self, request_id: str) -> int | None:
         board = self.board()
         if board is None:

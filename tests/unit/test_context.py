@@ -169,5 +169,5 @@ def test_log_without_sink_handler_writes_to_stdout(root_handlers: list[logging.H
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     root_handlers.append(logging.NullHandler())
     aws.LambdaContext("rid", None, None, 0).log("theirs\n")
-    ours.LambdaContext("rid", 0, log_sink=RecordingSink()).log("mine\n")
+    ours.LambdaContext("rid", 0).log("mine\n")
     assert capsys.readouterr().out == "theirs\nmine\n"
