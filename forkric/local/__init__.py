@@ -78,10 +78,9 @@ async def serve(opts: Options, workdir: str) -> int:
     runtime = Runtime(plan, workdir, capture.echo_line, lambda code: service.runtime_ended(code))
     service = Service(invocations, runtime, capture)
     capture.start()
-    runtime_runner = await _listen(service.runtime_app(), "127.0.0.1", 0,
-                                   handler_cancellation=True)
+    runtime_runner = await _listen(service.runtime_server(), "127.0.0.1", 0)
     try:
-        invoke_runner = await _listen(service.invoke_app(), opts.host, opts.port)
+        invoke_runner = await _listen(service.invoke_server(), opts.host, opts.port)
     except OSError as exc:  # the port is taken, or the address is not this machine's
         print(f"forkric local: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}"
               " (choose another with --port)", file=sys.stderr)
@@ -101,17 +100,14 @@ async def serve(opts: Options, workdir: str) -> int:
     return 0
 
 
-async def _listen(app: web.Application, host: str, port: int,
-                  handler_cancellation: bool = False) -> web.AppRunner:
-    # handler_cancellation: a worker that leaves while it long-polls must not be handed work.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           handler_cancellation=handler_cancellation)
+async def _listen(server: web.Server, host: str, port: int) -> web.ServerRunner:
+    runner = web.ServerRunner(server, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
 
 
-def _port(runner: web.AppRunner) -> int:
+def _port(runner: web.ServerRunner) -> int:
     address = runner.addresses[0]
     return int(address[1])
 

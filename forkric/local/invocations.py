@@ -35,6 +35,9 @@ class Invocation:
 
     @property
     def arn(self) -> str:
+        # The Invoke API takes a name, a name:qualifier, or an ARN; the context gets an ARN.
+        if self.function_name.startswith("arn:"):
+            return self.function_name
         return f"arn:aws:lambda:us-east-1:012345678912:function:{self.function_name}"
 
 

@@ -2,12 +2,13 @@
 
 Each worker's stdout and stderr are their own Unix socket connections: the supervisor already
 does that when `_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET` names a socket (Lambda Managed Instances),
-so the lines of concurrent workers never mix. The peer's pid (SO_PEERCRED) names the worker; the
-scoreboard says which invocation that worker holds. A worker writes its lines before it posts
-the result, so when the result arrives, draining that worker's sockets (without blocking) gets
-every line of the invocation: they are whatever the worker wrote since its previous invocation
-ended. The supervisor's own output (and a worker's before it connects) comes through a pipe and
-is only echoed.
+so the lines of concurrent workers never mix. The peer's pid (SO_PEERCRED) names the worker. Each
+line is kept, with when it arrived, in its worker's bounded buffer. Only an invocation that asks
+for its tail looks its lines up: the scoreboard says which worker holds it, that worker's sockets
+are drained (it wrote its lines before it posted the result), and its lines are those that
+arrived since the invocation was handed out. Nothing is done per invocation otherwise: that
+lookup used to cost every invocation two syscalls and a scoreboard read. The supervisor's own
+output (and a worker's before it connects) comes through a pipe and is only echoed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -25,7 +27,7 @@ from typing import TextIO
 from forkric.scoreboard import Scoreboard
 
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
-MAX_KEPT = 64 * 1024  # per worker, between two invocations: more is dropped from the front
+MAX_KEPT = 64 * 1024  # per worker: more is dropped from the front
 DEAD_KEPT_S = 5.0  # how long the lines of a dead worker wait for the report of its invocation
 
 
@@ -39,7 +41,7 @@ class _Stream:
 
 @dataclass
 class _Worker:
-    lines: list[str] = field(default_factory=list)
+    lines: deque[tuple[float, str]] = field(default_factory=deque)  # (arrival, text)
     size: int = 0
     streams: list[_Stream] = field(default_factory=list)
     index: int = -1  # its scoreboard slot, once known
@@ -54,6 +56,7 @@ class LogCapture:
         self.echo = echo or sys.stdout
         self.workers: dict[int, _Worker] = {}
         self.listener: socket.socket | None = None
+        self.dead_kept_s = DEAD_KEPT_S
 
     def start(self) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -113,8 +116,14 @@ class LogCapture:
         worker = self.workers.get(stream.pid)
         if worker is not None and all(s.closed for s in worker.streams):
             worker.ended = time.monotonic()
-            if not worker.lines:  # nothing left to attribute: forget it now
+            if worker.lines:  # they may yet be claimed by the report of its invocation
+                loop.call_later(self.dead_kept_s, self._forget, stream.pid, worker)
+            else:
                 del self.workers[stream.pid]
+
+    def _forget(self, pid: int, worker: _Worker) -> None:
+        if self.workers.get(pid) is worker:
+            del self.workers[pid]
 
     def _feed(self, stream: _Stream, data: bytes) -> None:
         *complete, stream.partial = (stream.partial + data).split(b"\n")
@@ -126,10 +135,10 @@ class LogCapture:
         text = raw.decode("utf-8", "replace").replace("\r", "\n")
         self.echo_line(text)
         worker = self.workers.setdefault(pid, _Worker())
-        worker.lines.append(text)
+        worker.lines.append((time.monotonic(), text))
         worker.size += len(text) + 1
         while worker.size > MAX_KEPT and len(worker.lines) > 1:
-            worker.size -= len(worker.lines.pop(0)) + 1
+            worker.size -= len(worker.lines.popleft()[1]) + 1
 
     def echo_line(self, text: str) -> None:
         try:
@@ -138,20 +147,17 @@ class LogCapture:
         except (OSError, ValueError):
             pass  # a closed console must not stop the service
 
-    def collect(self, request_id: str) -> list[str]:
-        """The lines of an invocation that is ending now (see the module's notes)."""
+    def lines_since(self, request_id: str, since: float) -> list[str]:
+        """The lines of an invocation handed out at `since` (monotonic) that is ending now."""
         pid = self._holder(request_id)
         if pid is None:
-            pid = self._dead_holder()
+            pid = self._dead_holder(since)
         if pid is None:
             return []
         worker = self.workers[pid]
         for stream in worker.streams:
-            self._read(stream)  # may close the worker's last stream, and forget it
-        lines, worker.lines, worker.size = worker.lines, [], 0
-        if all(s.closed for s in worker.streams):
-            self.workers.pop(pid, None)
-        return lines
+            self._read(stream)
+        return [text for arrived, text in worker.lines if arrived >= since]
 
     def _holder(self, request_id: str) -> int | None:
         board = self.board()
@@ -173,17 +179,14 @@ class LogCapture:
                 return pid
         return None
 
-    def _dead_holder(self) -> int | None:
+    def _dead_holder(self, since: float) -> int | None:
         # A worker that died mid-invocation: its slot is cleared, but its streams are at their end
-        # (the supervisor reports the death only after reaping it), and it is the only such one.
+        # (the supervisor reports the death only after reaping it), and it is the only worker
+        # that died since the invocation was handed out.
         for worker in list(self.workers.values()):
             for stream in worker.streams:
-                self._read(stream)
-        now = time.monotonic()
-        for pid, worker in list(self.workers.items()):
-            if worker.ended and now - worker.ended > DEAD_KEPT_S:
-                del self.workers[pid]
-        dead = [pid for pid, w in self.workers.items() if w.ended and w.lines]
+                self._read(stream)  # an end not yet seen by the loop
+        dead = [pid for pid, w in self.workers.items() if w.ended >= since and w.lines]
         return dead[0] if len(dead) == 1 else None
 
 

@@ -121,6 +121,56 @@ def test_runtime_api_unknown_request_id(service: Local) -> None:
         conn.close()
 
 
+def http_request(port: int, method: str, path: str,
+                 body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(("api", "method", "path", "status"), [
+    ("invoke", "GET", "/2015-03-31/functions/function/invocations", 405),
+    ("invoke", "POST", "/2015-03-31/functions/function/nope", 404),
+    ("invoke", "POST", "/2015-03-31/functions//invocations", 404),
+    ("invoke", "POST", "/status", 405),
+    ("invoke", "GET", "/", 404),
+    ("runtime", "POST", "/2018-06-01/runtime/invocation/next", 405),
+    ("runtime", "GET", "/2018-06-01/runtime/invocation/some-id/response", 405),
+    ("runtime", "POST", "/2018-06-01/runtime/invocation/some-id/other", 404),
+    ("runtime", "GET", "/2018-06-01/runtime/init/error", 405),
+    ("runtime", "GET", "/2015-03-31/functions/function/invocations", 404),
+])
+def test_unknown_routes_and_methods(service: Local, api: str, method: str, path: str,
+                                    status: int) -> None:
+    port = service.port if api == "invoke" else service.runtime_port
+    got, headers, _ = http_request(port, method, path, b"{}" if method == "POST" else None)
+    assert got == status
+    if status == 405:
+        assert headers["Allow"] in ("GET", "POST") and headers["Allow"] != method
+    # Nothing was queued or answered on the way.
+    assert service.status()["queue_depth"] == 0
+
+
+@pytest.mark.parametrize(("path", "arn"), [
+    ("/2015-03-31/functions/my-fn/invocations",
+     "arn:aws:lambda:us-east-1:012345678912:function:my-fn"),
+    ("/2015-03-31/functions/my-fn/invocations?Qualifier=prod",
+     "arn:aws:lambda:us-east-1:012345678912:function:my-fn:prod"),
+    ("/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Afn/"
+     "invocations", "arn:aws:lambda:eu-west-1:123456789012:function:fn"),
+])
+def test_function_name_qualifier_or_arn_reach_the_context(tmp_path: Path, path: str,
+                                                           arn: str) -> None:
+    with local("app.ctx", APP, workers=1, log_path=tmp_path / "log") as service:
+        status, _, body = http_request(service.port, "POST", path, b"{}")
+    assert status == 200
+    assert json.loads(body)["arn"] == arn
+
+
 def test_status_endpoint(service: Local) -> None:
     service.invoke({})
     status = service.status()

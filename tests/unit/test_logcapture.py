@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,33 @@ def test_a_dead_worker_is_kept_only_while_its_lines_may_be_claimed(tmp_path: Pat
     assert while_alive == 1
     # With unread lines it waits for the report of its invocation; otherwise it is gone at once.
     assert left == (1 if unread else 0)
+
+
+def test_the_lines_of_an_invocation_are_those_since_it_was_handed_out(tmp_path: Path) -> None:
+    """No scoreboard here (none is mapped): the lines of a worker that died are still claimed,
+    and only those that arrived after the invocation started."""
+
+    async def scenario() -> tuple[list[str], list[str], int]:
+        loop = asyncio.get_running_loop()
+        capture = LogCapture(str(tmp_path / "log.sock"), lambda: None, io.StringIO())
+        capture.dead_kept_s = 0.2
+        capture.start()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await loop.sock_connect(conn, capture.path)
+        conn.sendall(b"before\n")
+        while not any(w.lines for w in capture.workers.values()):
+            await asyncio.sleep(0.01)
+        since = time.monotonic()
+        conn.sendall(b"during 1\nduring 2\nunfinished")
+        conn.close()  # it dies: its slot is empty, its lines are its invocation's
+        lines = capture.lines_since("any-id", since)
+        older = capture.lines_since("any-id", since + 3600)  # it died before that one began
+        while capture.workers:  # forgotten once nobody can claim its lines any more
+            await asyncio.sleep(0.01)
+        capture.close()
+        return lines, older, len(capture.workers)
+
+    lines, older, left = asyncio.run(scenario())
+    assert lines == ["during 1", "during 2", "unfinished"]
+    assert older == []
+    assert left == 0
