@@ -47,7 +47,7 @@ GOAL = 1.2
 WARM_UP_S = 0.5
 HANDLER_SOURCE = "def handler(event, context):\n    return {'ok': True}\n"
 # forkric local's own dependencies (pyproject's `local` extra), added to the RIE tests' venv.
-LOCAL_DEPS = ("aiohttp>=3.9", "uvloop>=0.19; sys_platform != 'win32'")
+LOCAL_DEPS = ("uvicorn>=0.30", "uvloop>=0.19; sys_platform != 'win32'")
 
 
 @dataclass
@@ -134,7 +134,7 @@ def task_dir() -> Iterator[Path]:
 
 def service_python(runtime_python: Path) -> Path:
     """The RIE's runtime interpreter with forkric local's dependencies added to its venv."""
-    if subprocess.run([str(runtime_python), "-c", "import aiohttp, uvloop"],
+    if subprocess.run([str(runtime_python), "-c", "import uvicorn, uvloop"],
                       capture_output=True).returncode:
         site = subprocess.run([str(runtime_python), "-c",
                                "import sysconfig; print(sysconfig.get_path('purelib'))"],

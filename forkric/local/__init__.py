@@ -16,9 +16,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import web
-
 from forkric.config import Config
+from forkric.local import server
 from forkric.local.invocations import Invocations
 from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Plan, Runtime
@@ -78,38 +77,27 @@ async def serve(opts: Options, workdir: str) -> int:
     runtime = Runtime(plan, workdir, capture.echo_line, lambda code: service.runtime_ended(code))
     service = Service(invocations, runtime, capture)
     capture.start()
-    runtime_runner = await _listen(service.runtime_server(), "127.0.0.1", 0)
     try:
-        invoke_runner = await _listen(service.invoke_server(), opts.host, opts.port)
+        invoke_sock = server.bind(opts.host, opts.port)
     except OSError as exc:  # the port is taken, or the address is not this machine's
         print(f"forkric local: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}"
               " (choose another with --port)", file=sys.stderr)
-        await runtime_runner.cleanup()
         capture.close()
         return 1
-    runtime_api = f"127.0.0.1:{_port(runtime_runner)}"
-    _announce(opts, _port(invoke_runner), runtime_api)
+    runtime_sock = server.bind("127.0.0.1", 0)
+    runtime_server = server.serve(service.runtime_api, runtime_sock)
+    invoke_server = server.serve(service.invoke_api, invoke_sock)
+    runtime_api = f"127.0.0.1:{runtime_server.port}"
+    _announce(opts, invoke_server.port, runtime_api)
     runtime.start(runtime_api)
     await _until_signalled()
     print("forkric local: stopping", flush=True)
     await service.stop(opts.config.shutdown_grace_s + STOP_EXTRA_S)
-    await invoke_runner.cleanup()
-    await runtime_runner.cleanup()
+    await invoke_server.stop()
+    await runtime_server.stop()
     capture.close()
     print("forkric local: stopped", flush=True)
     return 0
-
-
-async def _listen(server: web.Server, host: str, port: int) -> web.ServerRunner:
-    runner = web.ServerRunner(server, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
-
-
-def _port(runner: web.ServerRunner) -> int:
-    address = runner.addresses[0]
-    return int(address[1])
 
 
 def _announce(opts: Options, port: int, runtime_api: str) -> None:

@@ -82,6 +82,10 @@ class Invocations:
             if not poller.done():
                 poller.set_result(self.pending.popleft())
 
+    def take(self) -> Invocation | None:
+        """The oldest waiting invocation, now running, if there is one."""
+        return self._start(self.pending.popleft()) if self.pending else None
+
     async def next(self) -> Invocation:
         """A worker's long poll: the oldest waiting invocation, now running."""
         if self.pending:

@@ -1,21 +1,25 @@
 """The embedded Lambda service: the Invoke API for callers, the Runtime API for the workers.
 
-Both are aiohttp low-level servers on one event loop, sharing the `Invocations` state.
+Both are ASGI callables (served by uvicorn, see server.py) on one event loop, sharing the
+`Invocations` state. Each handler returns its reply (status, body, headers), or None when there is
+nobody left to answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import time
 import uuid
-from urllib.parse import parse_qs, unquote
-
-from aiohttp import web
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import parse_qs
 
 from forkric.local import answers
 from forkric.local.answers import Result
+from forkric.local.asgi import Disconnected, Receive, Request, Scope, Send, encode, respond
 from forkric.local.invocations import Invocation, Invocations
 from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Runtime, wording
@@ -31,10 +35,13 @@ STATUS_PATH = "/status"
 TAIL_BYTES = 4096
 CLIENT_CONTEXT_LIMIT = 3583  # Lambda's limit on the decoded X-Amz-Client-Context
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-# The Runtime API's 202 answer, as `web.json_response({"status": "OK"})` writes it, made once.
+ERROR_TYPE_HEADER = b"lambda-runtime-function-error-type"
+JSON = b"application/json"
+JSON_UTF8 = b"application/json; charset=utf-8"
 ACCEPTED_BODY = json.dumps({"status": "OK"}).encode()
-ACCEPTED_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
+Handler = Callable[[], Coroutine[Any, Any, "Reply | None"]]
 
 
 class Service:
@@ -46,132 +53,144 @@ class Service:
         invocations.on_finish = self.finished
         invocations.on_submit = runtime.want
 
-    # Routing. aiohttp's low-level server with a few comparisons instead of its router: the
-    # Application's router, middleware and match_info cost about a tenth of the service's CPU
-    # per invocation (profiled), and this service has seven fixed routes.
+    # Routing: seven fixed routes, a few comparisons.
 
-    def invoke_server(self) -> web.Server:
-        return web.Server(self.route_invoke_api, access_log=None)
+    async def invoke_api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await _serve(Request(scope, receive), send, self._route_invoke_api)
 
-    def runtime_server(self) -> web.Server:
-        # handler_cancellation: a worker that leaves while it long-polls must not be handed work.
-        return web.Server(self.route_runtime_api, handler_cancellation=True, access_log=None)
+    async def runtime_api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await _serve(Request(scope, receive), send, self._route_runtime_api)
 
-    async def route_invoke_api(self, request: web.BaseRequest) -> web.StreamResponse:
-        path, _, query = request.raw_path.partition("?")
+    def _route_invoke_api(self, request: Request) -> Handler | Reply:
+        path = request.path
         if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
-            name = unquote(path[len(INVOKE_PREFIX):-len(INVOKE_SUFFIX)])
+            name = path[len(INVOKE_PREFIX):-len(INVOKE_SUFFIX)]
             if name and "/" not in name:
-                _allow(request, "POST")
-                if query and (qualifier := parse_qs(query).get("Qualifier")):
+                if request.query and (qualifier := parse_qs(request.query).get("Qualifier")):
                     name = f"{name}:{qualifier[0]}"
-                return await self.invoke(request, name)
+                return _only(request, "POST", lambda: self.invoke(request, name))
         if path == STATUS_PATH:
-            _allow(request, "GET")
-            return await self.status()
-        raise web.HTTPNotFound()
+            return _only(request, "GET", self.status)
+        return _plain(404, "Not Found")
 
-    async def route_runtime_api(self, request: web.BaseRequest) -> web.StreamResponse:
-        path = request.raw_path.partition("?")[0]  # no URL object is built for it
+    def _route_runtime_api(self, request: Request) -> Handler | Reply:
+        path = request.path
         if path == NEXT_PATH:
-            _allow(request, "GET")
-            return await self.next_invocation(request)
+            return _only(request, "GET", lambda: self.next_invocation(request))
         if path.startswith(INVOCATION_PREFIX):
             request_id, _, action = path[len(INVOCATION_PREFIX):].partition("/")
             if action == "response":
-                _allow(request, "POST")
-                return await self.response(request, unquote(request_id))
+                return _only(request, "POST", lambda: self.response(request, request_id))
             if action == "error":
-                _allow(request, "POST")
-                return await self.error(request, unquote(request_id))
+                return _only(request, "POST", lambda: self.error(request, request_id))
         if path == INIT_ERROR_PATH:
-            _allow(request, "POST")
-            return await self.init_error(request)
-        raise web.HTTPNotFound()
+            return _only(request, "POST", lambda: self.init_error(request))
+        return _plain(404, "Not Found")
 
     # The Invoke API.
 
-    async def invoke(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
+    async def invoke(self, request: Request, name: str) -> Reply:
+        payload, size = await request.body(answers.REQUEST_LIMIT)
         if self.stopping:
             return _answer(answers.stopping())
-        payload, size = await read_limited(request, answers.REQUEST_LIMIT)
         if payload is None:
             return _answer(answers.request_too_large(size))
-        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        kind = request.header(b"x-amz-invocation-type") or "RequestResponse"
         if kind not in INVOCATION_TYPES:
             return _answer(answers.service_error(
                 400, "InvalidParameterValueException", f"Unsupported invocation type {kind!r}"))
-        client_context = decode_client_context(request.headers.get("X-Amz-Client-Context"))
+        client_context = decode_client_context(request.header(b"x-amz-client-context"))
         if client_context is False:
             return _answer(answers.service_error(
                 400, "InvalidRequestContentException",
                 "Client context must be a valid Base64-encoded JSON object."))
         if kind == "DryRun":
-            return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+            return 204, b"", [(b"x-amzn-RequestId", str(uuid.uuid4()).encode())]
         invocation = Invocation(
             function_name=name, payload=payload,
             client_context=client_context or None,
-            trace_id=request.headers.get("X-Amzn-Trace-Id"),
-            tail=request.headers.get("X-Amz-Log-Type", "None") == "Tail",
+            trace_id=request.header(b"x-amzn-trace-id"),
+            tail=request.header(b"x-amz-log-type") == "Tail",
             event=kind == "Event")
         if not self.invocations.submit(invocation):
             return _answer(answers.too_many_requests(self.invocations.max_queue))
         if invocation.event:
-            return web.Response(status=202, headers={"x-amzn-RequestId": invocation.request_id})
-        # Not shielded: the Invoke API's handlers are not cancelled when a caller leaves.
+            return 202, b"", [(b"x-amzn-RequestId", invocation.request_id.encode())]
+        # Not shielded: uvicorn does not cancel a handler whose caller leaves.
         result = await invocation.done
         return _answer(result, invocation.request_id)
 
-    async def status(self) -> web.StreamResponse:
+    async def status(self) -> Reply:
         body = await status(self.invocations, self.runtime)
-        return web.json_response(body, dumps=lambda value: json.dumps(value, indent=2))
+        return 200, json.dumps(body, indent=2).encode(), [(b"content-type", JSON_UTF8)]
 
     # The Runtime API.
 
-    async def next_invocation(self, request: web.BaseRequest) -> web.StreamResponse:
-        invocation = await self.invocations.next()
-        if request.transport is None or request.transport.is_closing():
-            self.invocations.give_back(invocation)  # the worker left while it waited
-            raise web.HTTPServiceUnavailable()
-        headers = {
-            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-            "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
-            "Lambda-Runtime-Invoked-Function-Arn": invocation.arn,
-            "Content-Type": "application/json",
-        }
+    async def next_invocation(self, request: Request) -> Reply | None:
+        invocation = self.invocations.take() or await self._wait_for_invocation(request)
+        if invocation is None:
+            return None
+        headers = [
+            (b"Lambda-Runtime-Aws-Request-Id", invocation.request_id.encode()),
+            (b"Lambda-Runtime-Deadline-Ms", b"%d" % invocation.deadline_ms),
+            (b"Lambda-Runtime-Invoked-Function-Arn", invocation.arn.encode()),
+            (b"content-type", JSON),
+        ]
         if invocation.trace_id:
-            headers["Lambda-Runtime-Trace-Id"] = invocation.trace_id
+            headers.append((b"Lambda-Runtime-Trace-Id", invocation.trace_id.encode()))
         if invocation.client_context:
-            headers["Lambda-Runtime-Client-Context"] = invocation.client_context
-        return web.Response(body=invocation.payload, headers=headers)
+            headers.append((b"Lambda-Runtime-Client-Context", invocation.client_context.encode()))
+        return 200, invocation.payload, headers
 
-    async def response(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
-        body, size = await read_limited(request, answers.RESPONSE_LIMIT)
+    async def _wait_for_invocation(self, request: Request) -> Invocation | None:
+        """A long poll: the next invocation, or None when the worker leaves first (then an
+        invocation handed to it in the meantime goes back to the head of the queue)."""
+        waiting = asyncio.ensure_future(self.invocations.next())
+        left = asyncio.ensure_future(request.disconnected())
+        try:
+            await asyncio.wait((waiting, left), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            waiting.cancel()
+            left.cancel()
+            raise
+        if not left.done():
+            left.cancel()
+            return waiting.result()
+        if not waiting.done():
+            waiting.cancel()  # Invocations.next gives back what it was handed meanwhile
+        elif not waiting.cancelled():
+            self.invocations.give_back(waiting.result())
+        return None
+
+    async def response(self, request: Request, request_id: str) -> Reply:
+        body, size = await request.body(answers.RESPONSE_LIMIT)
         if not self.invocations.is_running(request_id):
             return invalid_request_id()
         if body is None:
             self.invocations.finish(request_id, answers.response_too_large(size))
-            return web.json_response({
+            return 413, json.dumps({
                 "errorMessage": f"Exceeded maximum allowed payload size "
                                 f"({answers.RESPONSE_LIMIT} bytes).",
-                "errorType": "RequestEntityTooLarge"}, status=413)
-        content_type = request.headers.get("Content-Type", "application/json")
+                "errorType": "RequestEntityTooLarge"}).encode(), [(b"content-type", JSON_UTF8)]
+        content_type = request.header(b"content-type") or "application/json"
         self.invocations.finish(request_id, answers.success(body, content_type))
         return accepted()
 
-    async def error(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
-        body, _ = await read_limited(request, answers.RESPONSE_LIMIT)
+    async def error(self, request: Request, request_id: str) -> Reply:
+        body, _ = await request.body(answers.RESPONSE_LIMIT)
         if not self.invocations.is_running(request_id):
             return invalid_request_id()
         if not body:
-            body = answers.error_body(request.headers.get(ERROR_TYPE_HEADER, "Unhandled"), "")
+            body = answers.error_body(request.header(ERROR_TYPE_HEADER, "Unhandled") or "", "")
         self.invocations.finish(request_id, answers.function_error(body))
         return accepted()
 
-    async def init_error(self, request: web.BaseRequest) -> web.StreamResponse:
-        body, _ = await read_limited(request, answers.RESPONSE_LIMIT)
+    async def init_error(self, request: Request) -> Reply:
+        body, _ = await request.body(answers.RESPONSE_LIMIT)
         body = body or answers.error_body(
-            request.headers.get(ERROR_TYPE_HEADER, "Runtime.Unknown"), "")
+            request.header(ERROR_TYPE_HEADER, "Runtime.Unknown") or "", "")
         self.runtime.init_failed = True
         # Every invocation waiting on this initialisation gets its error, as in the RIE.
         self.invocations.fail_pending(lambda invocation: answers.init_error(body))
@@ -207,43 +226,46 @@ class Service:
         await self.runtime.stop(grace_s)
 
 
-def _answer(result: Result, request_id: str | None = None) -> web.Response:
-    headers = {**result.headers, "Content-Type": result.content_type,
-               "X-Amz-Executed-Version": "$LATEST",
-               "x-amzn-RequestId": request_id or str(uuid.uuid4())}
-    return web.Response(status=result.status, body=result.body, headers=headers)
+async def _serve(request: Request, send: Send,
+                 route: Callable[[Request], Handler | Reply]) -> None:
+    handler = route(request)
+    try:
+        reply = handler if isinstance(handler, tuple) else await handler()
+    except Disconnected:
+        return
+    if reply is not None:
+        await respond(send, *reply)
 
 
-def accepted() -> web.Response:
-    return web.Response(status=202, body=ACCEPTED_BODY, headers=ACCEPTED_HEADERS)
+def _only(request: Request, method: str, handler: Handler) -> Handler | Reply:
+    if request.method == method:
+        return handler
+    reply = _plain(405, "Method Not Allowed")
+    reply[2].append((b"allow", method.encode()))
+    return reply
 
 
-def invalid_request_id() -> web.Response:
+def _plain(status: int, reason: str) -> Reply:
+    return status, f"{status}: {reason}".encode(), [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+def _answer(result: Result, request_id: str | None = None) -> Reply:
+    headers = [(b"content-type", result.content_type.encode("latin-1")),
+               (b"X-Amz-Executed-Version", b"$LATEST"),
+               (b"x-amzn-RequestId", (request_id or str(uuid.uuid4())).encode())]
+    if result.headers:
+        headers += encode(result.headers)
+    return result.status, result.body, headers
+
+
+def accepted() -> Reply:
+    return 202, ACCEPTED_BODY, [(b"content-type", JSON_UTF8)]
+
+
+def invalid_request_id() -> Reply:
     # What the Runtime API answers for an id that is unknown or already answered (RIE, observed).
-    return web.json_response({"errorMessage": "Invalid request ID",
-                              "errorType": "InvalidRequestID"}, status=400)
-
-
-def _allow(request: web.BaseRequest, method: str) -> None:
-    if request.method != method:
-        raise web.HTTPMethodNotAllowed(request.method, [method])
-
-
-async def read_limited(request: web.BaseRequest, limit: int) -> tuple[bytes | None, int]:
-    """The body, or None (and its size) when it is over the limit; the rest is read and dropped."""
-    length = request.content_length
-    if length is not None and length <= limit:
-        content = request.content
-        if content.is_eof():  # all of it arrived with the headers: no read loop (profiled)
-            return content.read_nowait(), length
-        return await content.read(), length
-    kept: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size <= limit:
-            kept.append(chunk)
-    return (b"".join(kept) if size <= limit else None), size
+    body = json.dumps({"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"})
+    return 400, body.encode(), [(b"content-type", JSON_UTF8)]
 
 
 def decode_client_context(header: str | None) -> str | bool:

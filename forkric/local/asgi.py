@@ -1,0 +1,81 @@
+"""The little of ASGI the service uses: a request's parts, its body within a limit, an answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = Iterable[tuple[bytes, bytes]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Disconnected(Exception):
+    """The client went away before its request was read."""
+
+
+class Request:
+    __slots__ = ("_headers", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.receive = receive
+        self._headers: dict[bytes, bytes] | None = None
+
+    @property
+    def method(self) -> str:
+        return str(self.scope["method"])
+
+    @property
+    def path(self) -> str:
+        """The path, percent-decoded, without the query."""
+        return str(self.scope["path"])
+
+    @property
+    def query(self) -> str:
+        return bytes(self.scope["query_string"]).decode("latin-1")
+
+    def header(self, name: bytes, default: str | None = None) -> str | None:
+        """A header's value by its lower-case name (the last one when repeated)."""
+        if self._headers is None:
+            self._headers = dict(self.scope["headers"])
+        value = self._headers.get(name)
+        return default if value is None else value.decode("utf-8", "surrogateescape")
+
+    async def body(self, limit: int) -> tuple[bytes | None, int]:
+        """The body, or None (and its size) when it is over `limit`; the rest is read and
+        dropped, so that the connection stays usable."""
+        kept: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                raise Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= limit:
+                kept.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if size > limit:
+            return None, size
+        return (kept[0] if len(kept) == 1 else b"".join(kept)), size
+
+    async def disconnected(self) -> None:
+        """Wait until the client goes away (a long poll's body is empty: read past it)."""
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+
+
+async def respond(send: Send, status: int, body: bytes = b"", headers: Headers = ()) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-length", b"%d" % len(body)), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("utf-8", "surrogateescape"))
+            for name, value in headers.items()]
