@@ -194,8 +194,10 @@ def _row(peer: Peer) -> dict[str, Any]:
 
 def run(quick: bool, rounds: int | None = None) -> list[dict[str, Any]]:
     """Result rows for `make bench`: forkric local, the RIE (LMI), and their ratio."""
-    seconds = 3.0 if quick else 10.0
-    rounds = rounds or (3 if quick else 5)
+    # Many short rounds rather than a few long ones: this machine's speed drifts by 20% and more
+    # within a minute, and a pair of adjacent rounds sees the same machine.
+    seconds = 3.0 if quick else 6.0
+    rounds = rounds or (3 if quick else 9)
     skipped = ""
     try:
         runtime_python: Path | None = rie.system_python()
@@ -235,7 +237,7 @@ def run(quick: bool, rounds: int | None = None) -> list[dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 3 s each, not 5 of 10")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 3 s each, not 9 of 6")
     parser.add_argument("--rounds", type=int, help="rounds of each service, alternated")
     args = parser.parse_args()
     rows = run(args.quick, args.rounds)

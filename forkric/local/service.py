@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,6 +20,7 @@ from forkric.local import answers
 from forkric.local.answers import Result
 from forkric.local.asgi import Disconnected, Receive, Request, Scope, Send, encode, respond
 from forkric.local.invocations import Invocation, Invocations
+from forkric.local.invocations import request_id as new_request_id
 from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Runtime, wording
 from forkric.local.status import status
@@ -107,7 +107,7 @@ class Service:
                 400, "InvalidRequestContentException",
                 "Client context must be a valid Base64-encoded JSON object."))
         if kind == "DryRun":
-            return 204, b"", [(b"x-amzn-RequestId", str(uuid.uuid4()).encode())]
+            return 204, b"", [(b"x-amzn-RequestId", new_request_id().encode())]
         invocation = Invocation(
             function_name=name, payload=payload,
             client_context=client_context or None,
@@ -252,7 +252,7 @@ def _plain(status: int, reason: str) -> Reply:
 def _answer(result: Result, request_id: str | None = None) -> Reply:
     headers = [(b"content-type", result.content_type.encode("latin-1")),
                (b"X-Amz-Executed-Version", b"$LATEST"),
-               (b"x-amzn-RequestId", (request_id or str(uuid.uuid4())).encode())]
+               (b"x-amzn-RequestId", (request_id or new_request_id()).encode())]
     if result.headers:
         headers += encode(result.headers)
     return result.status, result.body, headers

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -170,6 +171,25 @@ def test_function_name_qualifier_or_arn_reach_the_context(tmp_path: Path, path: 
         status, _, body = http_request(service.port, "POST", path, b"{}")
     assert status == 200
     assert json.loads(body)["arn"] == arn
+
+
+def test_a_worker_that_leaves_its_long_poll_is_not_handed_work(tmp_path: Path) -> None:
+    """A stranger long-polls, gets in line ahead of the real worker, and hangs up: the next
+    invocation must go to the real worker, not to the closed connection (and time out)."""
+    with local("app.ok", APP, workers=1, log_path=tmp_path / "log") as service:
+        stranger = socket.create_connection(("127.0.0.1", service.runtime_port))
+        stranger.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: service.status()["pollers"] == 2, 10, "the stranger polling")
+        # The worker takes this one (it was first in line), then polls again behind the stranger.
+        first = service.invoke({"n": 1})
+        wait_for(lambda: service.status()["pollers"] == 2, 10, "the worker polling again")
+        stranger.close()
+        wait_for(lambda: service.status()["pollers"] == 1, 10, "the stranger gone")
+        second = service.invoke({"n": 2})
+        counts = service.status()["invocations"]
+    assert first.json()["event"] == {"n": 1}
+    assert second.status == 200 and second.json()["event"] == {"n": 2}
+    assert counts["timeouts"] == 0
 
 
 def test_status_endpoint(service: Local) -> None:
