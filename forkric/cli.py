@@ -66,13 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from forkric.local.invoke import main as invoke_main
 
         return invoke_main(args)
-    if args.command == "local":
-        from forkric.local import main as local_main
-
-        return local_main(args, settings(args))
-    from forkric.soak import main as soak_main
-
-    return soak_main(args, settings(args))
+    try:
+        if args.command == "local":
+            from forkric.local import main as command_main
+        else:
+            from forkric.soak import main as command_main
+    except ImportError as exc:  # the command's extra is not installed
+        parser.error(f"`forkric {args.command}` needs its extra: "
+                     f"pip install 'forkric[{args.command}]' ({exc})")
+    return command_main(args, settings(args))
 
 
 def run_main() -> None:

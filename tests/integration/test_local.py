@@ -400,3 +400,15 @@ def test_a_taken_port_is_a_clear_error_not_a_traceback() -> None:
     assert done.returncode == 1
     assert f"forkric local: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_missing_extra_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """Without uvicorn (here: a stand-in module that fails to import, first on the path),
+    `forkric local` says which extra to install."""
+    (tmp_path / "uvicorn.py").write_text("raise ImportError('No module named uvicorn')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "forkric", "local", "app.ok"], cwd=APP,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pip install 'forkric[local]'" in done.stderr
+    assert "Traceback" not in done.stderr
