@@ -36,6 +36,14 @@ def service_error(status: int, error_type: str, message: str, **extra: str) -> R
     return Result(status, _json(body), headers={ERROR_TYPE: error_type})
 
 
+def invalid_value(member: str, given: str, pattern: str) -> Result:
+    # As Lambda words a parameter that fails its pattern.
+    return service_error(400, "ValidationException",
+                         f"1 validation error detected: Value '{given}' at '{member}' failed "
+                         f"to satisfy constraint: Member must satisfy regular expression "
+                         f"pattern: {pattern}")
+
+
 def too_many_requests(max_queue: int) -> Result:
     return service_error(429, "TooManyRequestsException", "Rate Exceeded.",
                          Reason=f"forkric local: {max_queue} invocation(s) already queued")

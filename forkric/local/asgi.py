@@ -71,11 +71,17 @@ class Request:
 
 
 async def respond(send: Send, status: int, body: bytes = b"", headers: Headers = ()) -> None:
+    # No Content-Length on a 204 (RFC 9110); uvicorn sends none of its own.
+    length = [] if status == 204 else [(b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", b"%d" % len(body)), *headers]})
+                "headers": [*length, *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
+def value(text: str) -> bytes:
+    """A header value as bytes: the bytes it was read from, for text `Request.header` gave."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(name.encode("latin-1"), value.encode("utf-8", "surrogateescape"))
-            for name, value in headers.items()]
+    return [(name.encode("latin-1"), value(text)) for name, text in headers.items()]

@@ -109,6 +109,8 @@ class Invocations:
             if poller.done() and not poller.cancelled():
                 self.pending.appendleft(poller.result())
                 self._hand_out()
+            elif poller in self.pollers:
+                self.pollers.remove(poller)  # not left to pile up until the next hand-out
             raise
         return self._start(invocation)
 

@@ -88,7 +88,10 @@ class LogCapture:
             conn.setblocking(False)
             pid = _peer_pid(conn)
             stream = _Stream(conn, pid)
-            self.workers.setdefault(pid, _Worker()).streams.append(stream)
+            worker = self.workers.get(pid)
+            if worker is None or worker.ended:  # a new process, perhaps with a dead one's pid
+                worker = self.workers[pid] = _Worker()
+            worker.streams.append(stream)
             asyncio.get_running_loop().add_reader(conn.fileno(), self._read, stream)
 
     def _read(self, stream: _Stream) -> None:

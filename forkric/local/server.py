@@ -46,16 +46,16 @@ class _GatheredWrites:
 
     def write(self, data: bytes) -> None:
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._pending.append(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         pending, self._pending = self._pending, []
-        if pending and not self._transport.is_closing():
+        if pending:
             self._transport.writelines(pending)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def abort(self) -> None:
@@ -70,8 +70,14 @@ class _Protocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through `_GatheredWrites`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        gathered = _GatheredWrites(transport, asyncio.get_running_loop())
-        super().connection_made(cast(asyncio.Transport, gathered))
+        self.gathered = _GatheredWrites(transport, asyncio.get_running_loop())
+        super().connection_made(cast(asyncio.Transport, self.gathered))
+
+    def eof_received(self) -> None:
+        # The caller half-closed: the event loop closes the transport when this returns, and
+        # drops what is written after, so an answer already written leaves now.
+        self.gathered.flush()
+        super().eof_received()
 
 
 class _Server(uvicorn.Server):

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,7 +19,7 @@ from urllib.parse import parse_qs
 
 from forkric.local import answers
 from forkric.local.answers import Result
-from forkric.local.asgi import Disconnected, Receive, Request, Scope, Send, encode, respond
+from forkric.local.asgi import Disconnected, Receive, Request, Scope, Send, encode, respond, value
 from forkric.local.invocations import Invocation, Invocations
 from forkric.local.invocations import request_id as new_request_id
 from forkric.local.logcapture import LogCapture
@@ -39,6 +40,11 @@ ERROR_TYPE_HEADER = b"lambda-runtime-function-error-type"
 JSON = b"application/json"
 JSON_UTF8 = b"application/json; charset=utf-8"
 ACCEPTED_BODY = json.dumps({"status": "OK"}).encode()
+
+# Lambda's patterns for the Invoke API's FunctionName and Qualifier.
+FUNCTION_NAME = re.compile(r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?"
+                           r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?")
+QUALIFIER = re.compile(r"[a-zA-Z0-9$_-]{1,128}")
 
 Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
 Handler = Callable[[], Coroutine[Any, Any, "Reply | None"]]
@@ -68,9 +74,7 @@ class Service:
         if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
             name = path[len(INVOKE_PREFIX):-len(INVOKE_SUFFIX)]
             if name and "/" not in name:
-                if request.query and (qualifier := parse_qs(request.query).get("Qualifier")):
-                    name = f"{name}:{qualifier[0]}"
-                return _only(request, "POST", lambda: self.invoke(request, name))
+                return _only(request, "POST", lambda: self._checked_invoke(request, name))
         if path == STATUS_PATH:
             return _only(request, "GET", self.status)
         return _plain(404, "Not Found")
@@ -90,6 +94,16 @@ class Service:
         return _plain(404, "Not Found")
 
     # The Invoke API.
+
+    async def _checked_invoke(self, request: Request, name: str) -> Reply:
+        qualifier = parse_qs(request.query).get("Qualifier", [None])[0] if request.query else None
+        if not FUNCTION_NAME.fullmatch(name):
+            return _answer(answers.invalid_value("functionName", name, FUNCTION_NAME.pattern))
+        if qualifier is not None:
+            if not QUALIFIER.fullmatch(qualifier):
+                return _answer(answers.invalid_value("qualifier", qualifier, QUALIFIER.pattern))
+            name = f"{name}:{qualifier}"
+        return await self.invoke(request, name)
 
     async def invoke(self, request: Request, name: str) -> Reply:
         payload, size = await request.body(answers.REQUEST_LIMIT)
@@ -135,13 +149,13 @@ class Service:
         headers = [
             (b"Lambda-Runtime-Aws-Request-Id", invocation.request_id.encode()),
             (b"Lambda-Runtime-Deadline-Ms", b"%d" % invocation.deadline_ms),
-            (b"Lambda-Runtime-Invoked-Function-Arn", invocation.arn.encode()),
+            (b"Lambda-Runtime-Invoked-Function-Arn", value(invocation.arn)),
             (b"content-type", JSON),
         ]
         if invocation.trace_id:
-            headers.append((b"Lambda-Runtime-Trace-Id", invocation.trace_id.encode()))
+            headers.append((b"Lambda-Runtime-Trace-Id", value(invocation.trace_id)))
         if invocation.client_context:
-            headers.append((b"Lambda-Runtime-Client-Context", invocation.client_context.encode()))
+            headers.append((b"Lambda-Runtime-Client-Context", value(invocation.client_context)))
         return 200, invocation.payload, headers
 
     async def _wait_for_invocation(self, request: Request) -> Invocation | None:
@@ -152,8 +166,10 @@ class Service:
         try:
             await asyncio.wait((waiting, left), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            waiting.cancel()
             left.cancel()
+            if waiting.done() and not waiting.cancelled():
+                self.invocations.give_back(waiting.result())
+            waiting.cancel()
             raise
         if not left.done():
             left.cancel()
@@ -224,6 +240,8 @@ class Service:
         self.stopping = True
         self.invocations.fail_pending(lambda invocation: answers.stopping())
         await self.runtime.stop(grace_s)
+        # What workers gave back while they stopped (they left their long polls) is answered too.
+        self.invocations.fail_pending(lambda invocation: answers.stopping())
 
 
 async def _serve(request: Request, send: Send,
@@ -250,7 +268,7 @@ def _plain(status: int, reason: str) -> Reply:
 
 
 def _answer(result: Result, request_id: str | None = None) -> Reply:
-    headers = [(b"content-type", result.content_type.encode("latin-1")),
+    headers = [(b"content-type", value(result.content_type)),
                (b"X-Amz-Executed-Version", b"$LATEST"),
                (b"x-amzn-RequestId", (request_id or new_request_id()).encode())]
     if result.headers:
@@ -269,13 +287,15 @@ def invalid_request_id() -> Reply:
 
 
 def decode_client_context(header: str | None) -> str | bool:
-    """The JSON text of X-Amz-Client-Context ('' when absent), or False when it is not valid."""
+    """The JSON of X-Amz-Client-Context ('' when absent), or False when it is not valid."""
     if not header:
         return ""
     try:
         text = base64.b64decode(header, validate=True).decode("utf-8")
-        if len(text) > CLIENT_CONTEXT_LIMIT or not isinstance(json.loads(text), dict):
+        parsed = json.loads(text)
+        if len(text) > CLIENT_CONTEXT_LIMIT or not isinstance(parsed, dict):
             return False
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return False
-    return text
+    # On one line: it travels in a header, where the JSON's own line breaks cannot go.
+    return json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)

@@ -192,6 +192,62 @@ def test_a_worker_that_leaves_its_long_poll_is_not_handed_work(tmp_path: Path) -
     assert counts["timeouts"] == 0
 
 
+def test_a_caller_that_half_closes_still_gets_its_answer(service: Local) -> None:
+    """`nc -N` and scripts that shut their side down after the request: an answer made at once
+    (here a 404) must leave before the service closes its side. The service is paused while the
+    request and the end of its stream arrive, so that it reads both in one go."""
+    with socket.create_connection(("127.0.0.1", service.port)) as conn:
+        service.process.send_signal(signal.SIGSTOP)
+        try:
+            conn.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn.shutdown(socket.SHUT_WR)
+        finally:
+            service.process.send_signal(signal.SIGCONT)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 404")
+    assert received.endswith(b"404: Not Found")
+
+
+def test_header_bytes_that_are_not_utf8_pass_through(tmp_path: Path) -> None:
+    """A trace id with a byte that is not UTF-8 used to stop the runtime (the service failed to
+    encode it for the worker, which took the 500 as the Runtime API telling it to exit)."""
+    with local("app.ctx", APP, workers=1, log_path=tmp_path / "log") as service:
+        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+        conn.putrequest("POST", "/2015-03-31/functions/function/invocations")
+        conn.putheader("X-Amzn-Trace-Id", b"Root=1-\xe9")
+        conn.putheader("Content-Length", "2")
+        conn.endheaders(b"{}")
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        status = service.status()
+    assert response.status == 200, body
+    assert json.loads(body)["trace"].startswith("Root=1-")
+    assert status["runtime"]["starts"] == 1
+
+
+@pytest.mark.parametrize(("path", "member"), [
+    ("/2015-03-31/functions/fn%0Ax/invocations", "functionName"),
+    ("/2015-03-31/functions/fn/invocations?Qualifier=a%0Db", "qualifier"),
+    ("/2015-03-31/functions/fn%20x/invocations", "functionName"),
+])
+def test_a_function_name_lambda_would_refuse_is_refused(service: Local, path: str,
+                                                        member: str) -> None:
+    status, headers, body = http_request(service.port, "POST", path, b"{}")
+    assert status == 400
+    assert headers["x-amzn-errortype"] == "ValidationException"
+    assert f"at '{member}' failed to satisfy constraint" in json.loads(body)["message"]
+    assert service.status()["in_flight"] == 0
+
+
+def test_dry_run_has_no_content_length(service: Local) -> None:
+    reply = service.invoke({}, headers={"X-Amz-Invocation-Type": "DryRun"})
+    assert reply.status == 204
+    assert "content-length" not in reply.headers
+
+
 def test_status_endpoint(service: Local) -> None:
     service.invoke({})
     status = service.status()
@@ -279,6 +335,16 @@ def test_deadline_client_context_and_trace_id(tmp_path: Path) -> None:
     assert 3000 < body["remaining_ms"] <= 5000
     assert body["arn"] == "arn:aws:lambda:us-east-1:012345678912:function:function"
     assert plain.json()["custom"] is None and plain.json()["trace"] is None
+
+
+def test_a_client_context_written_on_several_lines_reaches_the_handler(tmp_path: Path) -> None:
+    """Its JSON travels to the worker in a header, where line breaks cannot go."""
+    text = '{\n  "custom": {"k": "v\u00e9"},\n  "env": {}\n}'
+    header = base64.b64encode(text.encode()).decode()
+    with local("app.ctx", APP, workers=1, log_path=tmp_path / "log") as service:
+        reply = service.invoke({}, headers={"X-Amz-Client-Context": header})
+    assert reply.status == 200
+    assert reply.json()["custom"] == {"k": "v\u00e9"}
 
 
 def test_tail_is_the_last_4_kb(tmp_path: Path) -> None:
