@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 lint: venv
 	$(BIN)/ruff check forkric tests loadtest
+	$(BIN)/mypy --strict forkric
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

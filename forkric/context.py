@@ -30,6 +30,11 @@ class CognitoIdentity:
 class Client:
     __slots__ = ("app_package_name", "app_title", "app_version_code", "app_version_name",
                  "installation_id")
+    app_package_name: Any
+    app_title: Any
+    app_version_code: Any
+    app_version_name: Any
+    installation_id: Any
 
     def __init__(self, client: Mapping[str, Any]) -> None:
         for name in self.__slots__:

@@ -49,7 +49,8 @@ def user_frames(tb: TracebackType | None) -> traceback.StackSummary:
     return frames
 
 
-def from_exception(exc: BaseException, request_id: str = "") -> tuple[dict[str, Any], dict]:
+def from_exception(exc: BaseException,
+                   request_id: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
     """The error body and the X-Ray cause of an exception the user's code raised."""
     if isinstance(exc, LambdaError):
         return body(exc.message, exc.error_type, exc.trace, request_id), xray_cause(
@@ -63,7 +64,9 @@ def from_exception(exc: BaseException, request_id: str = "") -> tuple[dict[str, 
 def format_frames(frames: traceback.StackSummary) -> list[str]:
     """The stack trace entries as awslambdaric writes them: from plain (file, line, name, source)
     tuples, so Python 3.11+ adds no `^^^^` position markers under the source lines."""
-    return traceback.format_list([(f.filename, f.lineno, f.name, f.line) for f in frames])
+    plain: list[tuple[str, int, str, str | None]] = [
+        (f.filename, f.lineno or 0, f.name, f.line) for f in frames]
+    return traceback.format_list(plain)
 
 
 def xray_cause(error_type: str, message: str, frames: traceback.StackSummary) -> dict[str, Any]:

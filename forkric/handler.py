@@ -65,7 +65,8 @@ def load(name: str) -> Handler:
     with _collector_paused():
         module = _import(module_name)
     try:
-        return getattr(module, function_name)
+        function: Handler = getattr(module, function_name)
+        return function
     except AttributeError:
         raise errors.LambdaError(
             errors.HANDLER_NOT_FOUND,

@@ -129,13 +129,14 @@ class JsonFormatter(logging.Formatter):
             "stackTrace": traceback.format_tb(exc[2]) if exc else None,
             # exc_info (None, None, None) (logger.exception outside an except block) raises
             # AttributeError here, out of the handler into the caller, as in awslambdaric.
-            "errorType": exc[0].__name__ if exc else None,
+            "errorType": exc[0].__name__ if exc else None,  # type: ignore[union-attr]
             "errorMessage": str(exc[1]) if exc else None,
             "requestId": getattr(record, "aws_request_id", None),
             "location": f"{record.pathname}:{record.funcName}:{record.lineno}" if exc else None,
         }
-        if getattr(record, "tenant_id", None) is not None:
-            result["tenantId"] = record.tenant_id
+        tenant = getattr(record, "tenant_id", None)
+        if tenant is not None:
+            result["tenantId"] = tenant
         for key, value in vars(record).items():
             if key not in _RECORD_FIELDS and key not in result:
                 result[key] = value
@@ -180,8 +181,8 @@ class Logs:
     def install(self) -> None:
         """Route the root logger and stdout/stderr as awslambdaric does."""
         if not isinstance(sys.stdout, Unbuffered):
-            sys.stdout = Unbuffered(sys.stdout)  # type: ignore[assignment]
-            sys.stderr = Unbuffered(sys.stderr)  # type: ignore[assignment]
+            sys.stdout = Unbuffered(sys.stdout)
+            sys.stderr = Unbuffered(sys.stderr)
         logging.Formatter.converter = time.gmtime
         if self.json:
             self.handler.setFormatter(JsonFormatter())

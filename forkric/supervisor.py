@@ -32,7 +32,7 @@ log = logging.getLogger("forkric")
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
                    signal.SIGTTIN, signal.SIGTTOU)
 # How the Go runtime behind Lambda words a signal in "Runtime exited with error: signal: ...".
-SIGNAL_WORDS = {
+SIGNAL_WORDS: dict[int, str] = {
     signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted",
     signal.SIGTERM: "terminated", signal.SIGBUS: "bus error", signal.SIGINT: "interrupt",
     signal.SIGFPE: "floating point exception", signal.SIGILL: "illegal instruction",

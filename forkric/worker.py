@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from forkric import invocation, memory
 from forkric.handler import Handler
 from forkric.logs import Logs
-from forkric.runtime_api import INVOCATION_ID_HEADER, RuntimeAPI, RuntimeAPIExit
+from forkric.runtime_api import INVOCATION_ID_HEADER, Invocation, RuntimeAPI, RuntimeAPIExit
 from forkric.scoreboard import WorkerSlot
 
 # Exit statuses the supervisor reads. Anything else is a crash.
@@ -89,7 +89,7 @@ class Worker:
         self.slot.exiting()
         return EXIT_STOPPED
 
-    def _serve(self, job: invocation.Invocation) -> None:
+    def _serve(self, job: Invocation) -> None:
         deadline_ms = job.deadline_ms
         if self.limits.timeout_ms:
             # The RIE's managed-instances mode sends deadlines far in the future; the function

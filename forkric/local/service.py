@@ -116,7 +116,7 @@ class Service:
             return _answer(answers.service_error(
                 400, "InvalidParameterValueException", f"Unsupported invocation type {kind!r}"))
         client_context = decode_client_context(request.header(b"x-amz-client-context"))
-        if client_context is False:
+        if not isinstance(client_context, str):
             return _answer(answers.service_error(
                 400, "InvalidRequestContentException",
                 "Client context must be a valid Base64-encoded JSON object."))

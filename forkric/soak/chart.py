@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
 from forkric.soak.report import Marked
 from forkric.soak.sampler import Snapshot
@@ -31,7 +32,7 @@ def draw(path: Path, marked: list[Marked], snapshots: list[Snapshot], title: str
         plt.close(figure)
 
 
-def _workers(axes: plt.Axes, marked: list[Marked], limit_mb: float) -> None:
+def _workers(axes: Axes, marked: list[Marked], limit_mb: float) -> None:
     slots = sorted({item.sample.worker for item in marked})
     for slot in slots:
         mine = [item for item in marked if item.sample.worker == slot]
@@ -64,7 +65,7 @@ def _workers(axes: plt.Axes, marked: list[Marked], limit_mb: float) -> None:
     axes.legend(fontsize="small", loc="best", ncols=2, framealpha=0.8)
 
 
-def _total(axes: plt.Axes, snapshots: list[Snapshot]) -> None:
+def _total(axes: Axes, snapshots: list[Snapshot]) -> None:
     times = [snap.time_s for snap in snapshots]
     axes.plot(times, [snap.total_pss_kb / 1024 for snap in snapshots], label="total PSS",
               color="tab:purple")
