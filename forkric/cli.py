@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from forkric import __version__, config, errors, handler, paths
+from forkric import __version__, config, errors, handler, paths, prefork
 from forkric.logs import UNHANDLED_INIT_WARNING, Logs
 from forkric.runtime_api import RuntimeAPI
 
@@ -95,13 +94,15 @@ def run(cfg: config.Config) -> int:
     if not logs.level:
         # The supervisor's own lines (starts, deaths, recycles) show even at the default WARNING.
         log.setLevel(logging.INFO)
+    task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
     try:
-        function = handler.load(cfg.handler)
+        with prefork.importing(cfg.runtime_api):
+            function = handler.load(cfg.handler)
+        inherited = prefork.prepare(cfg.handler, cfg.import_mode, cfg.post_fork, task_root)
     except Exception as exc:
         return report_init_error(cfg, logs, exc)
-    task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
-    return Supervisor(cfg, function, logs, reload=lambda: reload_handler(cfg.handler, task_root)
-                      ).run()
+    return Supervisor(cfg, function, logs, reload=lambda: reload_handler(cfg.handler, task_root),
+                      inherited=inherited).run()
 
 
 def report_init_error(cfg: config.Config, logs: Logs, exc: Exception) -> int:
@@ -118,10 +119,6 @@ def report_init_error(cfg: config.Config, logs: Logs, exc: Exception) -> int:
 
 def reload_handler(name: str, task_root: str) -> handler.Handler:
     """SIGHUP: forget the user's modules (those under the task root), import the handler again."""
-    root = os.path.realpath(task_root) + os.sep
-    for module_name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None) or ""
-        if file and os.path.realpath(file).startswith(root):
-            del sys.modules[module_name]
-    importlib.invalidate_caches()
-    return handler.load(name)
+    handler.forget_modules(task_root)
+    with prefork.importing():
+        return handler.load(name)

@@ -38,6 +38,16 @@ def _flag(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
 
+IMPORT_MODES = ("once", "per-worker", "auto")
+
+
+def _import_mode(text: str) -> str:
+    value = text.strip().lower()
+    if value not in IMPORT_MODES:
+        raise ValueError(f"{text!r} is not one of {', '.join(IMPORT_MODES)}")
+    return value
+
+
 RUNTIME = frozenset({"run", "local", "soak"})
 SERVICE = frozenset({"local", "soak"})
 SOAK = frozenset({"soak"})
@@ -88,6 +98,13 @@ SETTINGS: tuple[Setting, ...] = (
             _flag, "log the allocation sites that grew most when a worker is recycled for memory"),
     Setting("status_file", "--status-file", ("FORKRIC_STATUS_FILE",),
             str, "back the worker scoreboard with this file so other tools can read it"),
+    Setting("import_mode", "--import-mode", ("FORKRIC_IMPORT_MODE",), _import_mode,
+            "once: import the handler in the supervisor and fork (memory shared); per-worker: "
+            "each worker imports it itself (uWSGI's lazy-apps); auto (default): once, unless the "
+            "start-up report finds what forkric cannot repair (threads, connections)"),
+    Setting("post_fork", "--post-fork", ("FORKRIC_POST_FORK",), str,
+            "module:function to run in each worker before its first poll, as @post_fork does "
+            "(replace inherited objects there, never close them)"),
     Setting("host", "--host", ("FORKRIC_HOST",), str,
             "address the Invoke API listens on (default: 127.0.0.1, loopback only)", SERVICE),
     Setting("port", "--port", ("FORKRIC_PORT",), _port,
@@ -118,6 +135,8 @@ class Config:
     shutdown_grace_s: float = 10.0
     trace_leaks: bool = False
     status_file: str = ""
+    import_mode: str = "auto"
+    post_fork: str = ""
     timeout_s: float = 0.0  # 0: unknown, the deadlines Lambda sends are believed
     host: str = "127.0.0.1"
     port: int = 9000

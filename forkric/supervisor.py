@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from forkric import errors, worker
+from forkric import errors, postfork, prefork, worker
 from forkric.config import Config
 from forkric.handler import Handler
 from forkric.logs import Logs
@@ -82,9 +82,11 @@ def exit_error(death: Death, out_of_memory: bool) -> dict[str, str]:
 
 class Supervisor:
     def __init__(self, config: Config, handler: Handler, logs: Logs,
-                 reload: Callable[[], Handler] | None = None) -> None:
+                 reload: Callable[[], Handler] | None = None,
+                 inherited: prefork.Inheritance | None = None) -> None:
         self.config = config
         self.handler = handler
+        self.inherited = inherited or prefork.Inheritance()
         self.logs = logs
         self.reload = reload
         self.board = Scoreboard.create(config.status_file)
@@ -192,6 +194,8 @@ class Supervisor:
             return
         try:
             self.handler = self.reload()
+            self.inherited = prefork.prepare(self.config.handler, self.config.import_mode,
+                                             self.config.post_fork, self.inherited.task_root)
         except Exception:
             log.error("forkric: SIGHUP: the handler failed to import again; keeping the old one"
                       "\n%s", traceback.format_exc())
@@ -231,7 +235,8 @@ class Supervisor:
             socket_path = self.config.environ.get(worker.LMI_SOCKET_ENV)
             if socket_path:
                 worker.redirect_output(socket_path)
-            code = worker.Worker(index, self.handler, self.config.runtime_api, self.logs,
+            function = postfork.start_worker(self.inherited, self.handler)
+            code = worker.Worker(index, function, self.config.runtime_api, self.logs,
                                  WorkerSlot(self.board, index), limits).run()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

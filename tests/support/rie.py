@@ -206,15 +206,16 @@ def _make_readable(root: Path) -> None:
     root.chmod(root.stat().st_mode | 0o755)
 
 
-def system_python() -> Path:
+def system_python(extra: tuple[str, ...] = ()) -> Path:
     """A venv over Debian's /usr/bin/python3 (readable by uid 993) holding forkric's
-    dependencies and awslambdaric; forkric itself is copied in fresh from this checkout."""
+    dependencies and awslambdaric, and `extra` requirements; forkric itself is copied in fresh
+    from this checkout."""
     base = Path("/usr/bin/python3")
     if not base.exists():
         raise RuntimeError("LMI tests need /usr/bin/python3, readable by uid 993")
     version = subprocess.run([str(base), "-c", "import sys; print(sys.version)"],
                              capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256((version + repr(LMI_DEPS)).encode()).hexdigest()[:12]
+    key = hashlib.sha256((version + repr(LMI_DEPS + extra)).encode()).hexdigest()[:12]
     venv = SHARED_CACHE / f"venv-{key}"
     site = Path(subprocess.run(
         [str(base), "-c", "import sysconfig; print(sysconfig.get_path('purelib', vars="
@@ -226,7 +227,7 @@ def system_python() -> Path:
         subprocess.run([str(base), "-m", "venv", "--without-pip", str(venv)], check=True)
         # The test's own pip installs for the same Python version and ABI into the venv.
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site),
-                        *LMI_DEPS], check=True)
+                        *LMI_DEPS, *extra], check=True)
         (venv / ".ready").touch()
     package = site / "forkric"
     shutil.rmtree(package, ignore_errors=True)

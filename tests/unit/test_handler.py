@@ -201,8 +201,27 @@ def test_module_importing_a_missing_module(fixtures: Write) -> None:
 def test_the_collector_is_paused_during_the_import_and_running_after(code_dir: Any) -> None:
     import gc
 
-    code_dir("gc_probe.py", "import gc\nENABLED_AT_IMPORT = gc.isenabled()\n"
+    before = gc.get_threshold()
+    code_dir("gc_probe.py", "import gc\nTHRESHOLD_AT_IMPORT = gc.get_threshold()[0]\n"
                             "def handler(e, c):\n    return e\n")
     handler.load("gc_probe.handler")
-    assert sys.modules["gc_probe"].ENABLED_AT_IMPORT is False
+    assert sys.modules["gc_probe"].THRESHOLD_AT_IMPORT == 0  # no automatic collection
     assert gc.isenabled()
+    assert gc.get_threshold() == before
+
+
+def test_what_the_import_does_to_the_collector_holds_after_it(code_dir: Any) -> None:
+    """A handler that turns the collector off at import keeps it off, as under awslambdaric
+    (the pause used to gc.enable() it again)."""
+    import gc
+
+    before = gc.get_threshold()
+    code_dir("gc_off.py", "import gc\ngc.disable()\ngc.set_threshold(5000, 20, 20)\n"
+                          "def handler(e, c):\n    return e\n")
+    try:
+        handler.load("gc_off.handler")
+        assert not gc.isenabled()
+        assert gc.get_threshold() == (5000, 20, 20)
+    finally:
+        gc.enable()
+        gc.set_threshold(*before)

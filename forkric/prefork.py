@@ -1,0 +1,351 @@
+"""What the supervisor does around the handler's import so that each worker can act as a process
+that imported the handler itself (the first principle; DESIGN.md, "Fork safety").
+
+Before the import (`importing`): warm what forkric's workers need (codecs, name resolution), so a
+user thread caught mid-import at the fork cannot deadlock forkric's own connect; keep OpenMP to one
+thread unless the user set it (a libgomp pool made before a fork hangs every child); note which
+`random.Random` instances are seeded from the OS.
+
+After the import, before the first fork (`prepare`): let threads finish the imports they are in;
+flush buffered files; shut down the TCP connections the import opened (a pooled client then
+reconnects in each worker, as after a server-side close; nothing is written on them, so no
+protocol goodbye crosses); find what each worker repairs (thread pools, log listeners, generators,
+anonymous temp files) and what no repair reaches (other threads, other connections, half-imported
+modules), which the start-up report names and which `--import-mode auto` answers by importing in
+each worker.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import gc
+import http.client
+import io
+import logging
+import os
+import random
+import re
+import socket
+import stat
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from logging.handlers import QueueListener
+from typing import Any
+
+from forkric import hooks, startup_report
+
+log = logging.getLogger("forkric")
+
+ONCE, PER_WORKER, AUTO = "once", "per-worker", "auto"  # config.IMPORT_MODES
+OMP_ENV = "OMP_NUM_THREADS"
+IMPORT_SETTLE_S = 5.0  # how long threads may take to finish the imports they are in
+# Libraries whose threads are made again in each process by the libraries themselves (a pid check
+# or os.register_at_fork): their threads need nothing from forkric.
+FORK_AWARE = ("sentry_sdk.", "opentelemetry.", "ddtrace.", "grpc.")
+OPENMP_LIBRARY = re.compile(r"/lib(?:g|i5|)omp[^/]*\.so")
+_BUFFERED = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
+
+# random.Random instances made during the import and seeded from the OS (Random() without a
+# seed): they get a fresh seed in each worker. An explicit seed is the user's wish and is kept.
+_entropy_seeded: weakref.WeakSet[random.Random] = weakref.WeakSet()
+
+
+@dataclass
+class Finding:
+    """One thing the import left that forkric cannot make safe by itself: a start-up report line."""
+
+    kind: str  # "thread", "socket", "module"
+    what: str  # "thread 'poller' (target app.poll)", "TCP connection to 127.0.0.1:5432 (fd 5)"
+    done: str  # what forkric did about it
+    advice: str  # what the user can do
+
+
+@dataclass
+class Inheritance:
+    """What the handler's import left behind, found before the first fork: what each worker
+    repairs, and what the start-up report names."""
+
+    mode: str = ONCE  # ONCE or PER_WORKER, after AUTO is decided
+    handler_name: str = ""
+    task_root: str = ""
+    post_fork_setting: str = ""
+    executors: list[weakref.ref[ThreadPoolExecutor]] = field(default_factory=list)
+    listeners: list[QueueListener] = field(default_factory=list)
+    generators: list[Any] = field(default_factory=list)  # numpy Generator / RandomState
+    openmp: list[str] = field(default_factory=list)  # paths of loaded OpenMP runtimes
+    give_back_openmp: bool = False  # OpenMP was kept to one thread by forkric, not the user
+    shut_down: list[str] = field(default_factory=list)  # connections shut down, by peer
+    findings: list[Finding] = field(default_factory=list)
+
+
+# Before the import.
+
+def warm_up(runtime_api: str = "") -> None:
+    """Load now what a worker's first connect would otherwise load lazily, under locks that a
+    user thread may hold at the fork: the codec registry and IDNA codec, and the resolver's NSS
+    modules (glibc dlopens them on first use)."""
+    for name in ("idna", "utf-8", "latin-1", "ascii"):
+        codecs.lookup(name)
+    "forkric.invalid".encode("idna")
+    host, _, port = runtime_api.rpartition(":")
+    for target in {(host or "127.0.0.1", port or "80"), ("localhost", "80")}:
+        with contextlib.suppress(OSError, UnicodeError):
+            socket.getaddrinfo(*target, type=socket.SOCK_STREAM)
+
+
+@contextlib.contextmanager
+def importing(runtime_api: str = "", cap_openmp: bool = True) -> Iterator[None]:
+    """Around the handler's import: warmed, OpenMP held to one thread unless the user set
+    `OMP_NUM_THREADS`, Random() instances noted.
+
+    The cap is put in the C environment only (os.putenv), where libgomp reads it when it loads:
+    the handler's `os.environ` stays as the user's, and a value the import sets is kept.
+    """
+    warm_up(runtime_api)
+    capped = cap_openmp and OMP_ENV not in os.environ
+    if capped:
+        os.putenv(OMP_ENV, "1")
+    original_init = random.Random.__init__
+
+    def noting_init(self: random.Random, x: Any = None) -> None:
+        original_init(self, x)
+        if x is None:
+            _entropy_seeded.add(self)
+
+    random.Random.__init__ = noting_init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        random.Random.__init__ = original_init  # type: ignore[method-assign]
+        if capped and OMP_ENV not in os.environ:
+            os.unsetenv(OMP_ENV)
+
+
+# After the import.
+
+def prepare(handler_name: str, import_mode: str = AUTO, post_fork_setting: str = "",
+            task_root: str = "") -> Inheritance:
+    """Repairs before the first fork, and what the workers and the start-up report need.
+
+    Raises LambdaError when the post_fork setting names nothing importable (an init error).
+    """
+    found = Inheritance(handler_name=handler_name, post_fork_setting=post_fork_setting,
+                        task_root=task_root or os.environ.get("LAMBDA_TASK_ROOT", os.getcwd()))
+    hooks.load_setting(post_fork_setting)
+    _settle_imports(found)
+    kept_alive_fds = _scan_objects(found)
+    _classify_threads(found)
+    _shut_down_connections(found, kept_alive_fds)
+    _find_openmp(found)
+    found.mode = _decide_mode(import_mode, found)
+    startup_report.log_report(found, import_mode)
+    return found
+
+
+def _settle_imports(found: Inheritance) -> None:
+    """Wait (bounded) for user threads to finish the imports they are in: a module lock held by
+    a thread that does not exist in the child makes the child's next import of it hang."""
+    deadline = time.monotonic() + IMPORT_SETTLE_S
+    while (busy := half_imported()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for name in busy:
+        found.findings.append(Finding(
+            "module", f"module '{name}' still being imported by another thread",
+            f"waited {IMPORT_SETTLE_S:.0f} s for it",
+            "import it before starting the thread, or start the thread in a @post_fork hook"))
+
+
+def half_imported() -> list[str]:
+    return [name for name, module in list(sys.modules.items())
+            if getattr(getattr(module, "__spec__", None), "_initializing", False)]
+
+
+def _scan_objects(found: Inheritance) -> set[int]:
+    """One pass over the collector's objects: flush buffered files (a buffer copied into every
+    worker would be written once per worker), note numpy generators seeded from the OS, and the
+    fds that http.client connections (requests, boto3, urllib3) own: those reconnect by
+    themselves once their socket is shut down."""
+    kinds: dict[type, Callable[[Any], None] | None] = {}
+    kept_alive: set[int] = set()
+    numpy_random = sys.modules.get("numpy.random")
+    numpy_types: tuple[type, ...] = ()
+    if numpy_random is not None:
+        numpy_types = (numpy_random.Generator, numpy_random.RandomState)
+
+    def flush(obj: Any) -> None:
+        with contextlib.suppress(Exception):
+            if not obj.closed:
+                obj.flush()
+
+    def connection(obj: Any) -> None:
+        sock = getattr(obj, "sock", None)
+        with contextlib.suppress(Exception):
+            if sock is not None and sock.fileno() >= 0:
+                kept_alive.add(sock.fileno())
+
+    def generator(obj: Any) -> None:
+        if _entropy_seeded_numpy(obj):
+            found.generators.append(obj)
+
+    def kind_of(kind: type) -> Callable[[Any], None] | None:
+        if issubclass(kind, _BUFFERED):
+            return flush
+        if issubclass(kind, http.client.HTTPConnection):
+            return connection
+        if numpy_types and issubclass(kind, numpy_types):
+            return generator
+        return None
+
+    for obj in gc.get_objects():
+        kind = type(obj)
+        try:
+            action = kinds[kind]
+        except KeyError:
+            action = kinds[kind] = kind_of(kind)
+        if action is not None:
+            action(obj)
+    for stream in (sys.stdout, sys.stderr):
+        flush(stream)
+    if numpy_random is not None:
+        global_state = getattr(numpy_random, "mtrand", None)
+        state = getattr(global_state, "_rand", None)
+        if state is not None and _entropy_seeded_numpy(state) and state not in found.generators:
+            found.generators.append(state)
+    return kept_alive
+
+
+def _entropy_seeded_numpy(generator: Any) -> bool:
+    """Seeded from the OS, not by the user: numpy keeps the SeedSequence, whose entropy is then
+    a 128-bit number (a user's seed is the user's number; np.random.seed(n) keeps none)."""
+    bit_generator = getattr(generator, "bit_generator", None) or getattr(
+        generator, "_bit_generator", None)
+    seed_seq = getattr(bit_generator, "seed_seq", None) or getattr(
+        bit_generator, "_seed_seq", None)
+    entropy = getattr(seed_seq, "entropy", None)
+    return isinstance(entropy, int) and entropy >= 2**64
+
+
+def thread_target(thread: threading.Thread) -> Any:
+    return getattr(thread, "_target", None)
+
+
+def describe_target(target: Any) -> str:
+    if target is None:
+        return "run() of a Thread subclass"
+    module = getattr(target, "__module__", None) or "?"
+    return f"{module}.{getattr(target, '__qualname__', repr(target))}"
+
+
+def _classify_threads(found: Inheritance) -> None:
+    """Thread pools and log listeners are repaired in each worker; threads of fork-aware
+    libraries restart themselves; any other thread does not exist in a worker."""
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is main or isinstance(thread, threading._DummyThread):
+            continue
+        target = thread_target(thread)
+        owner = getattr(target, "__self__", None)
+        args = getattr(thread, "_args", ())
+        name = describe_target(target)
+        if isinstance(owner, QueueListener):
+            if owner not in found.listeners:
+                found.listeners.append(owner)
+        elif name == "concurrent.futures.thread._worker" and args and callable(args[0]):
+            executor = args[0]()
+            if executor is not None and all(r() is not executor for r in found.executors):
+                found.executors.append(weakref.ref(executor))
+        elif not name.startswith(FORK_AWARE):
+            found.findings.append(Finding(
+                "thread", f"thread '{thread.name}' (target {name})",
+                "it does not exist in the workers",
+                "start it in a @post_fork hook, or set FORKRIC_IMPORT_MODE=per-worker"))
+
+
+def _shut_down_connections(found: Inheritance, kept_alive: set[int]) -> None:
+    """Shut down (never close, never write to) every TCP connection the import left open.
+
+    shutdown(2) ends the connection for every process that shares it with a FIN and nothing
+    else: no TLS close_notify, no database Terminate message. Each worker's client then finds it
+    closed, as after a server-side close: an HTTP pool reconnects; a database connection raises,
+    which is named at start-up instead of answering with another invocation's rows.
+    """
+    for fd, peer, family in connected_sockets():
+        what = f"{'TCP' if family != socket.AF_UNIX else 'Unix'} connection to {peer} (fd {fd})"
+        if family == socket.AF_UNIX:
+            found.findings.append(Finding(
+                "socket", what, "left as it is: every worker shares it",
+                "open it in a @post_fork hook, or set FORKRIC_IMPORT_MODE=per-worker"))
+            continue
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+        found.shut_down.append(what)
+        if fd not in kept_alive:
+            found.findings.append(Finding(
+                "socket", what, "shut down before the fork, so no answer crosses between "
+                "workers; a client that does not reconnect by itself fails instead",
+                "open it in a @post_fork hook (replace it, never close it), or set "
+                "FORKRIC_IMPORT_MODE=per-worker"))
+
+
+def connected_sockets() -> list[tuple[int, str, int]]:
+    """(fd, peer, family) of the connected stream sockets on fds above 2 (Linux: /proc)."""
+    result: list[tuple[int, str, int]] = []
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return result
+    for fd in sorted(fds):
+        if fd <= 2:
+            continue
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                if sock.type != socket.SOCK_STREAM:
+                    continue
+                peer = sock.getpeername()
+                family = sock.family
+        except OSError:  # not connected, or closed meanwhile
+            continue
+        text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else (peer or "(unnamed)")
+        result.append((fd, str(text), int(family)))
+    return result
+
+
+def anonymous_files() -> list[int]:
+    """fds of regular files that have no name any more (tempfile.TemporaryFile): each worker
+    gets its own copy, as each process would have made its own."""
+    result: list[int] = []
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return result
+    for fd in sorted(fds):
+        with contextlib.suppress(OSError):
+            if (os.readlink(f"/proc/self/fd/{fd}").endswith(" (deleted)")
+                    and stat.S_ISREG(os.fstat(fd).st_mode)):
+                result.append(fd)
+    return result
+
+
+def _find_openmp(found: Inheritance) -> None:
+    found.give_back_openmp = OMP_ENV not in os.environ
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[-1].strip() for line in maps
+                     if OPENMP_LIBRARY.search(line)}
+    except OSError:
+        return
+    found.openmp = sorted(paths)
+
+
+def _decide_mode(import_mode: str, found: Inheritance) -> str:
+    if import_mode != AUTO:
+        return import_mode
+    return PER_WORKER if found.findings else ONCE
