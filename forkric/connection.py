@@ -44,6 +44,9 @@ class _StatusReader:
         self.done = False
         self.keep_alive = False
         self.parser = httptools.HttpResponseParser(self)
+        # Header values as Lambda's Runtime API (Go's net/http) writes them: a client context
+        # may hold DEL, which llhttp refuses by default, and awslambdaric (curl) takes.
+        self.parser.set_dangerous_leniencies(lenient_headers=True)
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)

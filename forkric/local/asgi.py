@@ -78,9 +78,26 @@ async def respond(send: Send, status: int, body: bytes = b"", headers: Headers =
     await send({"type": "http.response.body", "body": body})
 
 
+# Control characters other than tab cannot be in a header value (CR and LF would end it): each
+# becomes a space, as Go's net/http (behind the Lambda service and the RIE) writes header values.
+# DEL stays, as they send it.
+_CONTROLS = bytes.maketrans(bytes(range(0x20)), b"\t".rjust(0x0A, b" ").ljust(0x20, b" "))
+
+
 def value(text: str) -> bytes:
-    """A header value as bytes: the bytes it was read from, for text `Request.header` gave."""
-    return text.encode("utf-8", "surrogateescape")
+    """A header value as bytes, for any text: the bytes it was read from, for text
+    `Request.header` gave, else its UTF-8 (a lone surrogate as its three bytes); control
+    characters as `safe` makes them. Never raises: one invocation's data cannot stop an answer."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no header byte stands for
+        raw = text.encode("utf-8", "surrogatepass")
+    return safe(raw)
+
+
+def safe(raw: bytes) -> bytes:
+    """`raw` with each control character but tab made a space: always a valid header value."""
+    return raw.translate(_CONTROLS)
 
 
 def encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -31,7 +31,7 @@ def request_id() -> str:
 class Invocation:
     function_name: str
     payload: bytes
-    client_context: str | None = None
+    client_context: bytes | None = None  # the JSON as the caller sent it
     trace_id: str | None = None
     tail: bool = False
     event: bool = False  # X-Amz-Invocation-Type: Event: nobody waits for the result

@@ -20,15 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
 import uvicorn
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from forkric.local.asgi import App
+
+# uvicorn refuses to write DEL in a header value; the Runtime API must carry it (a client
+# context may hold it, and Lambda's and the RIE's Go servers send it). Other control characters
+# never reach uvicorn: the service's values pass through `asgi.safe`.
+httptools_impl.HEADER_VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f]")
 
 KEEP_ALIVE_S = 75  # an idle caller's connection is kept this long (aiohttp's default)
 SHUTDOWN_GRACE_S = 5

@@ -19,7 +19,17 @@ from urllib.parse import parse_qs
 
 from forkric.local import answers
 from forkric.local.answers import Result
-from forkric.local.asgi import Disconnected, Receive, Request, Scope, Send, encode, respond, value
+from forkric.local.asgi import (
+    Disconnected,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    encode,
+    respond,
+    safe,
+    value,
+)
 from forkric.local.invocations import Invocation, Invocations
 from forkric.local.invocations import request_id as new_request_id
 from forkric.local.logcapture import LogCapture
@@ -42,9 +52,11 @@ JSON_UTF8 = b"application/json; charset=utf-8"
 ACCEPTED_BODY = json.dumps({"status": "OK"}).encode()
 
 # Lambda's patterns for the Invoke API's FunctionName and Qualifier.
+# ASCII: Python's \d also matches other scripts' digits, which Lambda's patterns do not.
 FUNCTION_NAME = re.compile(r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?"
-                           r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?")
-QUALIFIER = re.compile(r"[a-zA-Z0-9$_-]{1,128}")
+                           r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?",
+                           re.ASCII)
+QUALIFIER = re.compile(r"[a-zA-Z0-9$_-]{1,128}", re.ASCII)
 
 Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
 Handler = Callable[[], Coroutine[Any, Any, "Reply | None"]]
@@ -116,7 +128,7 @@ class Service:
             return _answer(answers.service_error(
                 400, "InvalidParameterValueException", f"Unsupported invocation type {kind!r}"))
         client_context = decode_client_context(request.header(b"x-amz-client-context"))
-        if not isinstance(client_context, str):
+        if client_context is None:
             return _answer(answers.service_error(
                 400, "InvalidRequestContentException",
                 "Client context must be a valid Base64-encoded JSON object."))
@@ -155,7 +167,7 @@ class Service:
         if invocation.trace_id:
             headers.append((b"Lambda-Runtime-Trace-Id", value(invocation.trace_id)))
         if invocation.client_context:
-            headers.append((b"Lambda-Runtime-Client-Context", value(invocation.client_context)))
+            headers.append((b"Lambda-Runtime-Client-Context", safe(invocation.client_context)))
         return 200, invocation.payload, headers
 
     async def _wait_for_invocation(self, request: Request) -> Invocation | None:
@@ -286,16 +298,18 @@ def invalid_request_id() -> Reply:
     return 400, body.encode(), [(b"content-type", JSON_UTF8)]
 
 
-def decode_client_context(header: str | None) -> str | bool:
-    """The JSON of X-Amz-Client-Context ('' when absent), or False when it is not valid."""
+def decode_client_context(header: str | None) -> bytes | None:
+    """The JSON of X-Amz-Client-Context as the caller sent it (b'' when absent), or None when
+    it is not a JSON object in base64. The bytes travel as they are, as the RIE carries them
+    (re-encoding them failed on a lone surrogate escape and stopped the runtime); line breaks
+    become spaces on the way (`asgi.safe`), which leaves the JSON's meaning as it was."""
     if not header:
-        return ""
+        return b""
     try:
-        text = base64.b64decode(header, validate=True).decode("utf-8")
-        parsed = json.loads(text)
-        if len(text) > CLIENT_CONTEXT_LIMIT or not isinstance(parsed, dict):
-            return False
+        raw = base64.b64decode(header, validate=True)
+        text = raw.decode("utf-8")
+        if len(text) > CLIENT_CONTEXT_LIMIT or not isinstance(json.loads(text), dict):
+            return None
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        return False
-    # On one line: it travels in a header, where the JSON's own line breaks cannot go.
-    return json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)
+        return None
+    return raw

@@ -34,7 +34,7 @@ CACHE = Path(os.environ.get("FORKRIC_TEST_CACHE", Path.home() / ".cache" / "fork
 # Readable by uid 993, which the RIE runs the bootstrap as in LMI mode (/root is not).
 SHARED_CACHE = Path(tempfile.gettempdir()) / f"forkric-test-{os.getuid()}"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-LMI_DEPS = ("httptools>=0.6", "psutil", "simplejson>=3.19", "awslambdaric==4.2.2")
+LMI_DEPS = ("httptools>=0.6.4", "psutil", "simplejson>=3.19", "awslambdaric==4.2.2")
 
 
 def _arch() -> str:
