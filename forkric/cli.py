@@ -8,9 +8,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from forkric import __version__, config, errors, handler, paths, prefork
-from forkric.logs import UNHANDLED_INIT_WARNING, Logs
+from forkric import __version__, config, errors, handler, paths, prefork, snapstart
+from forkric.logs import UNHANDLED_INIT_WARNING, Logs, log_init_records
 from forkric.runtime_api import RuntimeAPI
+from forkric.scoreboard import CAPACITY
 
 log = logging.getLogger("forkric")
 SUBCOMMANDS = ("run", "local", "soak", "invoke")
@@ -94,10 +95,16 @@ def run(cfg: config.Config) -> int:
     if not logs.level:
         # The supervisor's own lines (starts, deaths, recycles) show even at the default WARNING.
         log.setLevel(logging.INFO)
+    log_init_records(cfg.environ, min(cfg.workers, CAPACITY))
     task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
     try:
         with prefork.importing(cfg.runtime_api):
             function = handler.load(cfg.handler)
+        # SnapStart: hooks, snapshot, restore; then prepare sees what the hooks left, then forks.
+        if snapstart.requested(cfg.environ):
+            code = snapstart.snapshot_and_restore(cfg.runtime_api, logs)
+            if code:
+                return code
         inherited = prefork.prepare(cfg.handler, cfg.import_mode, cfg.post_fork, task_root)
     except Exception as exc:
         return report_init_error(cfg, logs, exc)

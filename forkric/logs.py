@@ -38,6 +38,12 @@ UNHANDLED_INIT_WARNING = (
     "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"
 )
 
+# awslambdaric 4.2.2 (bootstrap.PREVIEW_RUNTIME_ENVS, lambda_literals): the runtimes it warns of.
+PREVIEW_RUNTIMES = frozenset({"AWS_Lambda_python3.15"})
+PREVIEW_DOCS = "https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html"
+PREVIEW_DOCS_CN = "https://docs.amazonaws.cn/lambda/latest/dg/lambda-runtimes.html"
+WORKER_POOL_EVENT = "runtime_worker_pool_initializing"
+
 # The record attributes a JSON log line leaves out; any other one (`extra`, but also `taskName` on
 # Python 3.12+, or `asctime` set by another formatter) is written, as awslambdaric does.
 _RECORD_FIELDS = frozenset({
@@ -56,7 +62,11 @@ def set_request(new_request_id: str, new_tenant_id: str | None) -> None:
 
 
 class Unbuffered:
-    """A stream that flushes on every write, so logs leave the process when they are written."""
+    """A stream that flushes on every write, so logs leave the process when they are written.
+
+    As awslambdaric 4.2.2's (bootstrap.Unbuffered): `write` returns None, and `with sys.stdout`
+    works and closes nothing.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
@@ -64,10 +74,15 @@ class Unbuffered:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
 
-    def write(self, text: str) -> int:
-        written = self.stream.write(text)
+    def __enter__(self) -> Unbuffered:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
         self.stream.flush()
-        return written
 
     def writelines(self, lines: Any) -> None:
         self.stream.writelines(lines)
@@ -219,3 +234,37 @@ class Logs:
 def _indent(line: str) -> str:
     stripped = line.lstrip(" ")
     return ERROR_INDENT * (len(line) - len(stripped)) + stripped
+
+
+def preview_warning(environ: Mapping[str, str]) -> str | None:
+    """The LAMBDA_WARNING awslambdaric 4.2.2 logs before importing the handler on a preview
+    runtime (AWS_EXECUTION_ENV in PREVIEW_RUNTIMES), unless LAMBDA_DISABLE_PREVIEW_WARN is set
+    to anything non-empty; None when there is nothing to say."""
+    if environ.get("LAMBDA_DISABLE_PREVIEW_WARN") or \
+            environ.get("AWS_EXECUTION_ENV", "") not in PREVIEW_RUNTIMES:
+        return None
+    docs = PREVIEW_DOCS_CN if environ.get("AWS_REGION", "").startswith("cn-") else PREVIEW_DOCS
+    return ("LAMBDA_WARNING: This is a preview runtime version and should not be used for "
+            f"production workloads. For further information and to provide feedback, see {docs}\r")
+
+
+def worker_pool_event(environ: Mapping[str, str], workers: int) -> dict[str, Any] | None:
+    """The DEBUG record awslambdaric 4.0.3+ logs once, before starting its processes, when
+    AWS_LAMBDA_MAX_CONCURRENCY is set (Lambda Managed Instances); None otherwise. `workerCount`
+    is the number of workers forkric starts (awslambdaric always starts the concurrency)."""
+    concurrency = environ.get("AWS_LAMBDA_MAX_CONCURRENCY")
+    if concurrency is None:
+        return None
+    return {"event": WORKER_POOL_EVENT, "workerCount": workers,
+            "executionEnvironmentMaxConcurrency": int(concurrency)}
+
+
+def log_init_records(environ: Mapping[str, str], workers: int) -> None:
+    """What awslambdaric logs at start, before the handler's import, through the root logger
+    (so the log format and level apply): the worker pool event, then the preview warning."""
+    event = worker_pool_event(environ, workers)
+    if event is not None:
+        logging.getLogger().debug(event)
+    warning = preview_warning(environ)
+    if warning is not None:
+        logging.warning(warning)

@@ -30,6 +30,17 @@ class RuntimeAPIError(Exception):
         self.status = status
 
 
+class LambdaRuntimeClientError(Exception):
+    """A SnapStart call (`/restore/next`, `/restore/error`) answered with another status than
+    expected. Named and worded as awslambdaric 4.2.2's exception of the same name, because its
+    class name and text become the error that the runtime reports to Lambda."""
+
+    def __init__(self, path: str, status: int, body: bytes) -> None:
+        super().__init__(f"Request to Lambda Runtime '{API_VERSION}{path}' endpoint failed. "
+                         f"Reason: '{status}'. Response body: '{body!r}'")
+        self.status = status
+
+
 class RuntimeAPIExit(Exception):
     """The Runtime API asked the runtime to exit (HTTP 500), or cannot be reached for good."""
 
@@ -107,9 +118,31 @@ class RuntimeAPI:
             headers[INVOCATION_ID_HEADER] = invocation_id
         return self._call("POST", path, to_json(error).encode("utf-8"), headers).status
 
-    def post_init_error(self, error: dict[str, Any]) -> int:
+    def post_init_error(self, error: dict[str, Any], error_type: str | None = None) -> int:
+        """Report an init error; `error_type` (the header) defaults to the body's errorType."""
+        headers = _error_headers(error, None)
+        if error_type:
+            headers[ERROR_TYPE_HEADER] = error_type
         return self._call("POST", "/runtime/init/error", to_json(error).encode("utf-8"),
-                          _error_headers(error, None)).status
+                          headers).status
+
+    def restore_next(self) -> None:
+        """SnapStart: the init is complete; returns once the snapshot was restored (200).
+        Raises LambdaRuntimeClientError on any other status, OSError when unreachable."""
+        path = "/runtime/restore/next"
+        # Not _call: a 500 here is an error of the snapshot phase, reported as any other status.
+        reply = self.conn.request("GET", API_VERSION + path, None, None, read_headers=False)
+        if reply.status != 200:
+            raise LambdaRuntimeClientError(path, reply.status, reply.body)
+
+    def post_restore_error(self, error: dict[str, Any], error_type: str) -> None:
+        """SnapStart: an after-restore hook failed. Raises LambdaRuntimeClientError unless 202."""
+        path = "/runtime/restore/error"
+        headers = {ERROR_TYPE_HEADER: error_type, "Content-Type": "application/json"}
+        reply = self.conn.request("POST", API_VERSION + path, to_json(error).encode("utf-8"),
+                                  headers, read_headers=False)
+        if reply.status != 202:
+            raise LambdaRuntimeClientError(path, reply.status, reply.body)
 
 
 def _error_headers(error: dict[str, Any], xray_cause: dict[str, Any] | None) -> dict[str, str]:

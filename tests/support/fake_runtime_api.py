@@ -41,6 +41,8 @@ class FakeRuntimeAPI:
     next_calls: int = 0
     next_times: list[float] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    restore_status: int = 200  # what GET /restore/next answers (SnapStart)
+    restore_calls: list[float] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -81,6 +83,10 @@ def _handler_class(api: FakeRuntimeAPI) -> type[http.server.BaseHTTPRequestHandl
             self.wfile.write(body)
 
         def do_GET(self) -> None:
+            if self.path == PREFIX + "/restore/next":
+                api.restore_calls.append(time.monotonic())
+                self._answer(api.restore_status)
+                return
             if self.path != PREFIX + "/invocation/next":
                 self._answer(404)
                 return

@@ -367,3 +367,50 @@ def test_empty_telemetry_fd_means_stdout() -> None:
     environ = {"_LAMBDA_TELEMETRY_LOG_FD": ""}
     assert isinstance(logs.Logs(environ).sink, logs.StdoutSink)
     assert environ == {}
+
+
+# The output streams and the start-up records, as awslambdaric 4.2.2 has them.
+
+def test_unbuffered_stream_as_awslambdaric() -> None:
+    import io
+
+    for wrapper in (logs.Unbuffered, bootstrap.Unbuffered):
+        inner = io.StringIO()
+        stream = wrapper(inner)
+        with stream as entered:
+            assert entered is stream
+            assert entered.write("x\n") is None
+        assert stream.writelines(["a", "b"]) is None
+        assert not inner.closed  # leaving the with block closes nothing
+        assert inner.getvalue() == "x\nab"
+
+
+@pytest.mark.parametrize("env", [
+    {"AWS_EXECUTION_ENV": "AWS_Lambda_python3.15"},
+    {"AWS_EXECUTION_ENV": "AWS_Lambda_python3.15", "AWS_REGION": "cn-northwest-1"},
+    {"AWS_EXECUTION_ENV": "AWS_Lambda_python3.15", "LAMBDA_DISABLE_PREVIEW_WARN": "false"},
+    {"AWS_EXECUTION_ENV": "AWS_Lambda_python3.15", "LAMBDA_DISABLE_PREVIEW_WARN": ""},
+    {"AWS_EXECUTION_ENV": "AWS_Lambda_python3.14"},
+    {},
+])
+def test_preview_warning_as_awslambdaric(monkeypatch: pytest.MonkeyPatch,
+                                         env: dict[str, str]) -> None:
+    from awslambdaric import lambda_literals
+
+    for name in ("AWS_EXECUTION_ENV", "AWS_REGION", "LAMBDA_DISABLE_PREVIEW_WARN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    warned: list[str] = []
+    monkeypatch.setattr(logging, "warning", lambda message: warned.append(message))
+    bootstrap._log_preview_runtime_warning()
+    assert logs.preview_warning(env) == (warned[0] if warned else None)
+    if warned:
+        assert warned[0] == lambda_literals.get_lambda_preview_runtime_warning_message()
+
+
+def test_worker_pool_event() -> None:
+    assert logs.worker_pool_event({}, 4) is None
+    assert logs.worker_pool_event({"AWS_LAMBDA_MAX_CONCURRENCY": "8"}, 2) == {
+        "event": "runtime_worker_pool_initializing", "workerCount": 2,
+        "executionEnvironmentMaxConcurrency": 8}
