@@ -60,3 +60,17 @@ def ctx(event, context):
         "remaining_ms": context.get_remaining_time_in_millis(),
         "arn": context.invoked_function_arn,
     }
+
+
+def echo(event, context):
+    """What the handler saw of a request: the fuzz test compares it with what was sent."""
+    client = context.client_context
+    return {
+        "event": event,
+        "custom": client.custom if client else None,
+        "env": client.env if client else None,
+        "client": ({name: getattr(client.client, name) for name in client.client.__slots__}
+                   if client and client.client else None),
+        "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "arn": context.invoked_function_arn,
+    }
