@@ -112,6 +112,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_queue", "--max-queue", ("FORKRIC_MAX_QUEUE",), _non_negative_int,
             "invocations waiting for a worker before 429 TooManyRequestsException "
             "(default 100)", SERVICE),
+    Setting("snap_start", "--snap-start", ("FORKRIC_SNAP_START",), _flag,
+            "SnapStart: run the before-snapshot hooks, a snapshot, then the after-restore "
+            "hooks, as Lambda does when it publishes a version", frozenset({"local"})),
     Setting("duration_s", "--duration", ("FORKRIC_SOAK_DURATION",), _positive_float,
             "seconds of load (default 30)", SOAK),
     Setting("users", "--users", ("FORKRIC_SOAK_USERS",), _positive_int,
@@ -141,6 +144,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 9000
     max_queue: int = 100
+    snap_start: bool = False
     duration_s: float = 30.0
     users: int = 8
     event: str = "{}"

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from forkric import handler as handlers
-from forkric import hooks, prefork
+from forkric import hooks, prefork, snapstart
 from forkric.handler import Handler
 
 log = logging.getLogger("forkric")
@@ -115,7 +115,9 @@ def import_again(inherited: prefork.Inheritance) -> Handler:
     the task root) and import them again here; libraries the supervisor imported stay shared."""
     handlers.forget_modules(inherited.task_root)
     hooks.forget()
+    snapstart.forget_hooks()
     with prefork.importing(cap_openmp=False):
         function = handlers.load(inherited.handler_name)
+    snapstart.run_own_hooks(os.environ)
     hooks.load_setting(inherited.post_fork_setting)
     return function

@@ -14,6 +14,8 @@ As awslambdaric 4.2.2 does it (bootstrap.on_init_complete, lambda_runtime_hooks_
 
 forkric runs all of this once, in the supervisor, before it forks: the snapshot holds one
 process, and every worker starts from the restored state (see the README's SnapStart section).
+In the per-worker import mode a worker imports the handler again after the restore; it then runs
+its own hooks (`run_own_hooks`), so that its state is what a process of awslambdaric holds.
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ def run_after_restore() -> None:
     hooks: list[Any] = snapshot_restore_py.get_after_restore()
     for function, args, kwargs in hooks:
         function(*args, **kwargs)
+
+
+def forget_hooks() -> None:
+    """Empty both hook lists: a worker about to import the handler again registers its own."""
+    snapshot_restore_py.get_before_snapshot().clear()
+    snapshot_restore_py.get_after_restore().clear()
+
+
+def run_own_hooks(environ: Mapping[str, str]) -> None:
+    """In a worker that imported the handler itself (per-worker import mode), after the restore:
+    its own hooks, before-snapshot then after-restore, so that its module state is what
+    awslambdaric's process holds after its restore. The snapshot itself was taken once, in the
+    supervisor, whose run of the same hooks reported their errors. Raises what a hook raises."""
+    if requested(environ):
+        run_before_snapshot()
+        run_after_restore()
 
 
 def _error(exc: BaseException, logs: Logs) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 # Lambda's buffered payload limits: 6 MiB in; the response may be 100 bytes more (its own figure).
 REQUEST_LIMIT = 6 * 1024 * 1024
@@ -94,3 +95,42 @@ def runtime_exit(request_id: str, wording: str) -> Result:
     return function_error(error_body(
         "Runtime.ExitError",
         f"RequestId: {request_id} Error: Runtime exited with error: {wording}"))
+
+
+def _non_standard(token: str) -> Any:
+    raise ValueError(f"Non-standard token '{token}': not valid JSON")
+
+
+def json_problem(payload: bytes) -> str | None:
+    """Why Lambda would refuse this Invoke API payload as JSON, or None when it is valid (or
+    empty, which Lambda accepts). NaN and Infinity are refused, as Lambda's parser refuses them."""
+    if not payload:
+        return None
+    try:
+        json.loads(payload, parse_constant=_non_standard)
+    except json.JSONDecodeError as exc:
+        excerpt = exc.doc[:256] if isinstance(exc.doc, str) else ""
+        return (f'{exc.msg}\n at [Source: (byte[])"{excerpt}"; line: {exc.lineno}, '
+                f'column: {exc.colno}]')
+    except ValueError as exc:  # not UTF-8/16/32, or a non-standard token
+        return str(exc)
+    return None
+
+
+def invalid_json(detail: str) -> Result:
+    # Lambda parses the payload before invoking; the second prefix is also Lambda's own.
+    return service_error(400, "InvalidRequestContentException",
+                         f"Could not parse request body into json: Could not parse payload into "
+                         f"json: {detail}")
+
+
+# SnapStart, as the Invoke API answers (Lambda API reference, Invoke: Errors).
+def snap_start_error() -> Result:
+    return service_error(400, "SnapStartException",
+                         "The afterRestore() runtime hook encountered an error. For more "
+                         "information, check the Amazon CloudWatch logs.")
+
+
+def snap_start_timeout() -> Result:
+    return service_error(408, "SnapStartTimeoutException",
+                         "Lambda couldn't restore the snapshot within the timeout limit.")

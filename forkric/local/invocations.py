@@ -33,6 +33,7 @@ class Invocation:
     payload: bytes
     client_context: bytes | None = None  # the JSON as the caller sent it
     trace_id: str | None = None
+    tenant_id: str | None = None  # X-Amz-Tenant-Id: tenant isolation
     tail: bool = False
     event: bool = False  # X-Amz-Invocation-Type: Event: nobody waits for the result
     request_id: str = field(default_factory=request_id)

@@ -15,10 +15,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from forkric.config import SETTINGS, Config
+from forkric.local import metadata
 from forkric.scoreboard import Scoreboard
+from forkric.snapstart import INITIALIZATION_TYPE_ENV, SNAP_START
 from forkric.supervisor import SIGNAL_WORDS
 from forkric.worker import LMI_SOCKET_ENV
 
@@ -35,6 +37,7 @@ class Plan:
     timeout_s: float
     log_socket: str
     config: Config
+    metadata_token: str = field(default_factory=metadata.new_token)
 
 
 def wording(returncode: int) -> str:
@@ -63,7 +66,11 @@ def child_environment(plan: Plan, runtime_api: str, status_file: str) -> dict[st
         "FORKRIC_STATUS_FILE": status_file,
         LMI_SOCKET_ENV: plan.log_socket,
         "PYTHONUNBUFFERED": "1",
+        metadata.API_ENV: runtime_api,  # served beside the Runtime API
+        metadata.TOKEN_ENV: plan.metadata_token,
     })
+    if plan.config.snap_start:
+        env[INITIALIZATION_TYPE_ENV] = SNAP_START
     for name, value in (("AWS_LAMBDA_FUNCTION_NAME", "function"),
                         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
                         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008"),

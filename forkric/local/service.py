@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
-from forkric.local import answers
+from forkric.local import answers, metadata
 from forkric.local.answers import Result
 from forkric.local.asgi import (
     Disconnected,
@@ -34,12 +34,15 @@ from forkric.local.invocations import Invocation, Invocations
 from forkric.local.invocations import request_id as new_request_id
 from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Runtime, wording
+from forkric.local.snapshot import Snapshot
 from forkric.local.status import status
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 NEXT_PATH = RUNTIME_PREFIX + "/invocation/next"
 INVOCATION_PREFIX = RUNTIME_PREFIX + "/invocation/"
 INIT_ERROR_PATH = RUNTIME_PREFIX + "/init/error"
+RESTORE_NEXT_PATH = RUNTIME_PREFIX + "/restore/next"
+RESTORE_ERROR_PATH = RUNTIME_PREFIX + "/restore/error"
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
 STATUS_PATH = "/status"
@@ -70,6 +73,8 @@ class Service:
         self.stopping = False
         invocations.on_finish = self.finished
         invocations.on_submit = runtime.want
+        self.snapshot = Snapshot(runtime.plan.config.snap_start, capture.echo_line,
+                                 self.snap_start_timed_out)
 
     # Routing: seven fixed routes, a few comparisons.
 
@@ -103,6 +108,13 @@ class Service:
                 return _only(request, "POST", lambda: self.error(request, request_id))
         if path == INIT_ERROR_PATH:
             return _only(request, "POST", lambda: self.init_error(request))
+        if path == metadata.PATH:
+            return _only(request, "GET", lambda: self.metadata(request))
+        if self.snapshot.enabled:  # else 404, as the RIE answers
+            if path == RESTORE_NEXT_PATH:
+                return _only(request, "GET", self.restore_next)
+            if path == RESTORE_ERROR_PATH:
+                return _only(request, "POST", lambda: self.restore_error(request))
         return _plain(404, "Not Found")
 
     # The Invoke API.
@@ -134,10 +146,14 @@ class Service:
                 "Client context must be a valid Base64-encoded JSON object."))
         if kind == "DryRun":
             return 204, b"", [(b"x-amzn-RequestId", new_request_id().encode())]
+        problem = answers.json_problem(payload)
+        if problem is not None:  # Lambda parses the event before it invokes anything
+            return _answer(answers.invalid_json(problem))
         invocation = Invocation(
             function_name=name, payload=payload,
             client_context=client_context or None,
             trace_id=request.header(b"x-amzn-trace-id"),
+            tenant_id=request.header(b"x-amz-tenant-id"),
             tail=request.header(b"x-amz-log-type") == "Tail",
             event=kind == "Event")
         if not self.invocations.submit(invocation):
@@ -155,6 +171,7 @@ class Service:
     # The Runtime API.
 
     async def next_invocation(self, request: Request) -> Reply | None:
+        self.snapshot.done()  # a worker polls: the after-restore hooks, if any, finished
         invocation = self.invocations.take() or await self._wait_for_invocation(request)
         if invocation is None:
             return None
@@ -168,6 +185,8 @@ class Service:
             headers.append((b"Lambda-Runtime-Trace-Id", value(invocation.trace_id)))
         if invocation.client_context:
             headers.append((b"Lambda-Runtime-Client-Context", safe(invocation.client_context)))
+        if invocation.tenant_id:
+            headers.append((b"Lambda-Runtime-Aws-Tenant-Id", value(invocation.tenant_id)))
         return 200, invocation.payload, headers
 
     async def _wait_for_invocation(self, request: Request) -> Invocation | None:
@@ -224,6 +243,29 @@ class Service:
         self.invocations.fail_pending(lambda invocation: answers.init_error(body))
         self.invocations.fail_running(lambda invocation: answers.init_error(body))
         return accepted()
+
+    # SnapStart (--snap-start) and the metadata endpoint.
+
+    async def restore_next(self) -> Reply:
+        await self.snapshot.restore_next()
+        return 200, b"", []
+
+    async def restore_error(self, request: Request) -> Reply:
+        body, _ = await request.body(answers.RESPONSE_LIMIT)
+        self.snapshot.done()
+        self.capture.echo_line("forkric local: SnapStart: an after-restore hook failed: "
+                               + (body or b"").decode("utf-8", "replace"))
+        self.runtime.init_failed = True  # the next invocation starts (and restores) it again
+        self.invocations.fail_pending(lambda invocation: answers.snap_start_error())
+        return accepted()
+
+    def snap_start_timed_out(self) -> None:
+        self.invocations.fail_pending(lambda invocation: answers.snap_start_timeout())
+
+    async def metadata(self, request: Request) -> Reply:
+        region = self.runtime.plan.config.environ.get("AWS_REGION") or "us-east-1"
+        return metadata.answer(request.header(b"authorization"), self.runtime.plan.metadata_token,
+                               region)
 
     # What happens around invocations.
 
