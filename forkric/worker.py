@@ -62,6 +62,9 @@ class Worker:
         self.retiring = False
         self.baseline: tracemalloc.Snapshot | None = None
         self.memory = memory.Watch(limits.max_uss_kb)
+        # (invocations, USS kB) after this worker's first invocation, when a memory limit is set:
+        # with its USS at the recycle, the growth per invocation over the whole lifetime.
+        self.first: tuple[int, int] | None = None
 
     def run(self) -> int:
         """Serve until told to stop or to recycle; returns the exit status."""
@@ -114,13 +117,18 @@ class Worker:
             return self._say(f"served {served} invocations (--max-requests)")
         if not self.limits.max_uss_kb:
             return ""
+        first = self.first
+        if first is None:
+            first = self.first = (served, memory.uss_kb())  # one page-table walk per lifetime
         rss, uss = self.memory.check(served)
         self.slot.memory(rss, self.memory.last_uss if uss is None else uss)
         if uss is None or uss <= self.limits.max_uss_kb:
             return ""
         self._log_leak_sites()
+        first_served, first_uss = first
         return self._say(f"private memory {uss / 1024:.1f} MB over the "
-                         f"{self.limits.max_uss_kb / 1024:.0f} MB limit after {served} invocations")
+                         f"{self.limits.max_uss_kb / 1024:g} MB limit after {served} invocations "
+                         f"({first_uss / 1024:.1f} MB after {first_served})")
 
     def _say(self, reason: str) -> str:
         log.warning("forkric: recycling worker %d (pid %d): %s", self.index, os.getpid(), reason)

@@ -106,7 +106,7 @@ def finish(args: argparse.Namespace, config: Config, workers: int, out: Path,
 
     log = (out / "forkric.log").read_text(errors="replace")
     marked = report.mark(snapshots, logscan.lifetime_ends(log))
-    estimate = leak.estimate(report.samples(snapshots))
+    estimate = leak.estimate(report.samples(snapshots), logscan.memory_recycles(log))
     settings = {"handler": config.handler, "duration_s": config.duration_s,
                 "users": config.users, "workers": workers,
                 "max_worker_memory_mb": config.max_worker_memory_mb, "event": config.event}

@@ -6,6 +6,9 @@ Why USS against invocations, per lifetime:
   writes to (copy-on-write). PSS and RSS mix in the supervisor's pages; time mixes in load.
 - A recycle or a crash starts a new process from the same frozen image: each pid is a lifetime
   of its own, with its own intercept. Only slopes inside one lifetime mean anything.
+- A worker recycled for memory logs its USS after its first invocation and at its recycle: two
+  exact points of its lifetime, however short. Under a memory limit a leaky worker may live
+  less than a second, between two samples of the sampler: these points are then all there is.
 
 How, robustly:
 - Warm-up: the first invocations of a lifetime touch shared pages (copy-on-write) and fill
@@ -47,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from forkric.soak.logscan import Recycle
 from forkric.soak.sampler import Sample
 
 WARMUP_SAMPLES = 1
@@ -103,22 +107,31 @@ class LeakEstimate:
         return found
 
 
-def lifetimes(samples: Iterable[Sample]) -> list[Lifetime]:
-    """The samples of each pid, in order, after the warm-up, with a changing invocation count."""
+def lifetimes(samples: Iterable[Sample], recycles: Iterable[Recycle] = ()) -> list[Lifetime]:
+    """Each pid's points in invocation order: its samples after the warm-up, and, for a worker
+    recycled for memory, its USS after its first invocation and at its recycle (the log's)."""
     by_pid: dict[int, list[Sample]] = {}
     for sample in samples:
         by_pid.setdefault(sample.pid, []).append(sample)
+    ends = {recycle.pid: recycle for recycle in recycles}
     found = []
-    for pid, series in by_pid.items():
-        series.sort(key=lambda s: s.time_s)
+    for pid in by_pid.keys() | ends.keys():
+        series = sorted(by_pid.get(pid, []), key=lambda s: s.time_s)
         kept = [s for s in series[WARMUP_SAMPLES:] if s.invocations >= WARMUP_INVOCATIONS]
         if len(kept) > MAX_SAMPLES_PER_LIFETIME:
             kept = [kept[i] for i in np.linspace(0, len(kept) - 1, MAX_SAMPLES_PER_LIFETIME,
                                                  dtype=int)]
-        found.append(Lifetime(pid, series[0].worker,
-                              np.array([s.invocations for s in kept], dtype=float),
-                              np.array([s.uss_kb for s in kept], dtype=float)))
-    return [life for life in found if len(life.invocations) >= MIN_SAMPLES and life.span > 0]
+        points = [(float(s.invocations), float(s.uss_kb)) for s in kept]
+        end = ends.get(pid)
+        if end is not None:
+            points += [(float(end.first_invocations), end.first_uss_kb),
+                       (float(end.invocations), end.uss_kb)]
+        points.sort()
+        worker = series[0].worker if series else end.worker if end else 0
+        found.append(Lifetime(pid, worker, np.array([p[0] for p in points]),
+                              np.array([p[1] for p in points])))
+    return sorted((life for life in found if len(life.invocations) >= MIN_SAMPLES
+                   and life.span > 0), key=lambda life: life.pid)
 
 
 def pairs(life: Lifetime) -> tuple[np.ndarray, np.ndarray]:
@@ -148,8 +161,8 @@ def within_r2(lives: list[Lifetime], slope: float) -> float:
     return max(0.0, 1.0 - residual / total) if total > 0 else 0.0
 
 
-def estimate(samples: Iterable[Sample]) -> LeakEstimate:
-    lives = lifetimes(samples)
+def estimate(samples: Iterable[Sample], recycles: Iterable[Recycle] = ()) -> LeakEstimate:
+    lives = lifetimes(samples, recycles)
     if not lives:
         return LeakEstimate(False, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0,
                             reason="no worker lived long enough to be measured")

@@ -67,6 +67,19 @@ def test_a_leak_is_found_at_its_rate(leaky: tuple[Path, int, dict[str, Any], str
     assert "LEAK suspected" in stdout
 
 
+def test_a_leak_whose_workers_live_under_a_second_is_found(tmp_path: Path) -> None:
+    # 400 KB a call under an 80 MB limit: recycled every ~190 invocations, most lifetimes
+    # between two of the sampler's once-a-second samples. Reported as "no leak" before the
+    # recycles' own USS counted as evidence.
+    code, report, stdout = soak(tmp_path, "loadtest.handlers.leaky.handler",
+                                "--max-worker-memory", "80", env={"LEAK_KB": "400"}, duration=10)
+    found = report["leak"]
+    assert report["recycles"] >= 3
+    assert found["suspected"] is True, stdout
+    assert abs(found["kb_per_invocation"] - 400) <= 0.25 * 400
+    assert code == 3
+
+
 def test_recycling_keeps_the_workers_in_their_limit_without_a_failure(
         leaky: tuple[Path, int, dict[str, Any], str]) -> None:
     out, _, report, _ = leaky

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from forkric.soak import leak
+from forkric.soak.logscan import Recycle
 from forkric.soak.sampler import Sample
 
 KB_PER_MB = 1024
@@ -156,3 +157,37 @@ def test_report_form_is_plain_json_data() -> None:
     found = leak.estimate(list(series(1, 0, 10, 300, leaking(64)))).as_dict()
     assert set(found) >= {"suspected", "kb_per_invocation", "confidence", "r2", "per_lifetime"}
     assert isinstance(found["per_lifetime"], list)
+
+
+def recycled(pid: int, invocations: int, kb_per_invocation: float, first_uss_kb: float = 4_000,
+             worker: int = 0) -> Recycle:
+    """A worker recycled for memory, as its log line tells it."""
+    return Recycle(pid, worker, invocations, first_uss_kb + kb_per_invocation * (invocations - 1),
+                   1, first_uss_kb)
+
+
+def test_lifetimes_too_short_to_sample_are_measured_from_their_recycles() -> None:
+    # A fast machine: each worker reaches its limit in under a second, between two samples. The
+    # sampler saw each lifetime once at most; the recycle lines alone give the rate.
+    recycles = [recycled(300 + i, 1_205, 64, worker=i % 2) for i in range(12)]
+    glimpses = [Sample(float(i), i % 2, 300 + i, 40_000, 30_000, 20_000, 400, "busy")
+                for i in range(0, 12, 3)]
+    assert leak.estimate(glimpses).lifetimes == 0  # what the samples alone could tell
+    found = leak.estimate(glimpses, recycles)
+    assert found.suspected
+    assert within(found.kb_per_invocation, 64, 0.01)
+    assert found.lifetimes == 12 and found.confidence == 1.0
+
+
+def test_a_recycle_joins_the_samples_of_its_own_lifetime() -> None:
+    samples = list(series(7, 0, 5, 200, leaking(32, noise_kb=100)))
+    end = recycled(7, 1_000, 32)
+    (life,) = leak.lifetimes(samples, [end])
+    assert life.invocations[0] == 1 and life.invocations[-1] == 1_000
+    assert len(life.invocations) == 5 - leak.WARMUP_SAMPLES + 2
+    assert within(leak.estimate(samples, [end]).kb_per_invocation, 32, 0.05)
+
+
+def test_recycles_after_one_invocation_give_no_rate() -> None:
+    found = leak.estimate([], [recycled(400 + i, 1, 0, first_uss_kb=3_000) for i in range(5)])
+    assert not found.suspected and found.lifetimes == 0

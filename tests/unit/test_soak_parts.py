@@ -147,3 +147,13 @@ def test_a_worker_that_cannot_be_measured_gives_no_sample() -> None:
     slot = {"index": 0, "pid": 2**22 + 17, "state": "exiting", "invocations": 9,
             "rss_kb": 30_000, "uss_kb": 0}
     assert snapshot({"workers": {"slots": [slot]}}, 1.0).samples == ()
+
+
+def test_memory_recycles_from_the_log() -> None:
+    line = ("[WARNING]\t2026-01-01T00:00:05.000Z\tid-9\tforkric: recycling worker 1 (pid 14): "
+            "private memory 80.0 MB over the 80 MB limit after 1207 invocations (4.1 MB after 1)\n"
+            "[WARNING]\t2026-01-01T00:00:06.000Z\tid-9\tforkric: recycling worker 0 (pid 15): "
+            "served 100 invocations (--max-requests)\n")
+    assert logscan.memory_recycles(LOG + line) == [
+        logscan.Recycle(11, 0, 1250, 80.1 * 1024, 0, 0.0),  # an older runtime's line
+        logscan.Recycle(14, 1, 1207, 80.0 * 1024, 1, 4.1 * 1024)]
