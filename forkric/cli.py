@@ -89,6 +89,10 @@ def run(cfg: config.Config) -> int:
     """The runtime: path set-up, import the handler once, then hand over to the supervisor."""
     from forkric.supervisor import Supervisor
 
+    # Everything forkric needs is imported before the task root goes on sys.path (a function's
+    # own random.py or httptools must not stand in for them): the codecs and resolver modules
+    # that a first connect would load lazily too.
+    prefork.warm_up(cfg.runtime_api)
     paths.set_up()
     logs = Logs(os.environ)
     logs.install()
