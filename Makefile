@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint unit integration interop demo bench soak clean
+.PHONY: venv test lint unit integration interop demo bench soak dist clean
 
 venv: $(STAMP)
 
@@ -42,5 +42,10 @@ soak: venv
 	$(BIN)/python -m forkric soak $(SOAK_HANDLER) --duration 30 --users 4 --workers 2 \
 		--max-worker-memory 100 --out soak-out; test $$? -ne 1
 
+# The wheel and sdist to install from: pip install dist/forkric-*.whl (or '...whl[local]').
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) .cache build *.egg-info
+	rm -rf $(VENV) .cache build dist *.egg-info

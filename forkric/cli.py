@@ -1,8 +1,13 @@
-"""Command line: `forkric run|local|soak|invoke`, and `python -m forkric [options] [HANDLER]`."""
+"""Command line: `forkric run|local|soak|invoke|load`, and `python -m forkric [options] [HANDLER]`.
+
+Exit status 2 for every usage error (a bad flag or value, no handler, a missing extra), with a
+message in one line; each command's own failures are 1 (and `soak`'s verdicts, see there).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -14,7 +19,25 @@ from forkric.runtime_api import RuntimeAPI
 from forkric.scoreboard import CAPACITY
 
 log = logging.getLogger("forkric")
-SUBCOMMANDS = ("run", "local", "soak", "invoke")
+SUBCOMMANDS = ("run", "local", "soak", "invoke", "load")
+EXIT_USAGE = 2
+# The modules each command needs beyond the base install, and the extra that brings them.
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "local": ("local", ("uvicorn",)),
+    "soak": ("soak", ("uvicorn", "locust", "matplotlib")),
+    "load": ("load", ("locust",)),
+}
+
+COMMANDS = {
+    "run": ("the runtime: what a Lambda image starts (polls $AWS_LAMBDA_RUNTIME_API)", True),
+    "local": ("an embedded Lambda service on loopback, running HANDLER", True),
+    "soak": ("forkric local under a bounded Locust load, with memory sampling and a leak "
+             "verdict", True),
+    "invoke": ("one call to an Invoke API (forkric local, the RIE), printed; exit 1 for an "
+               "error", False),
+    "load": ("Locust with forkric's users against a running Invoke API; arguments after -- go "
+             "to Locust", False),
+}
 
 
 def _add_handler(parser: argparse.ArgumentParser) -> None:
@@ -28,22 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "handlers: import once, fork N workers.")
     parser.add_argument("--version", action="version", version=f"forkric {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    for name, text in (("run", "the runtime: what a Lambda image starts"),
-                       ("local", "an embedded Lambda service on loopback"),
-                       ("soak", "a bounded load with memory sampling and a leak report")):
-        command = commands.add_parser(name, help=text)
-        _add_handler(command)
+    for name, (text, takes_handler) in COMMANDS.items():
+        command = commands.add_parser(name, help=text, description=text)
+        if takes_handler:
+            _add_handler(command)
         config.add_arguments(command, name)
-
-    invoke = commands.add_parser("invoke", help="one call to an Invoke API, printed")
-    invoke.add_argument("--port", type=int, default=9000)
-    invoke.add_argument("--host", default="127.0.0.1")
-    invoke.add_argument("--function", default="function")
-    invoke.add_argument("--payload", default="{}", help="event JSON, or @file")
-    invoke.add_argument("--log-type", choices=("None", "Tail"), default="None")
-    invoke.add_argument("--invocation-type", choices=("RequestResponse", "Event", "DryRun"),
-                        default="RequestResponse")
     return parser
 
 
@@ -52,29 +64,63 @@ def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) ->
     return config.load(getattr(args, "handler", None), given, environ, args.command)
 
 
+def missing_modules(command: str) -> list[str]:
+    """The modules `command` needs that are not installed (looked up, not imported)."""
+    _, modules = EXTRAS.get(command, ("", ()))
+    return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
+def usage_error(command: str, message: str) -> int:
+    print(f"forkric {command}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    passed: list[str] = []
+    if "--" in argv:  # `forkric load ... -- LOCUST ARGS`
+        argv, passed = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "run":
+    if passed and args.command != "load":
+        parser.error(f"`forkric {args.command}` takes no arguments after --")
+    try:
         cfg = settings(args)
+    except config.UsageError as exc:
+        return usage_error(args.command, str(exc))
+    if args.command in ("local", "soak") and not cfg.handler:
+        return usage_error(args.command, "name a handler (module.function) or set _HANDLER")
+    if args.command == "run":
         if not cfg.runtime_api:
-            parser.error("AWS_LAMBDA_RUNTIME_API is not set: it names the Runtime API to poll "
-                         "(use `forkric local` for a local one)")
+            return usage_error("run", "AWS_LAMBDA_RUNTIME_API is not set: it names the Runtime "
+                                      "API to poll (use `forkric local` for a local one)")
         return run(cfg)
     if args.command == "invoke":
-        from forkric.local.invoke import main as invoke_main
+        from forkric.invoke import main as invoke_main
 
-        return invoke_main(args)
+        return invoke_main(cfg)
+    missing = missing_modules(args.command)
+    if missing:
+        return missing_extra(args.command, ", ".join(missing))
     try:
         if args.command == "local":
-            from forkric.local import main as command_main
-        else:
-            from forkric.soak import main as command_main
-    except ImportError as exc:  # the command's extra is not installed
-        parser.error(f"`forkric {args.command}` needs its extra: "
-                     f"pip install 'forkric[{args.command}]' ({exc})")
-    return command_main(args, settings(args))
+            from forkric.local import main as local_main
+
+            return local_main(args, cfg)
+        if args.command == "load":
+            from forkric.load import main as load_main
+
+            return load_main(args, cfg, passed)
+        from forkric.soak import main as soak_main
+    except ImportError as exc:  # installed, but broken or shadowed
+        return missing_extra(args.command, str(exc))
+    return soak_main(args, cfg)
+
+
+def missing_extra(command: str, what: str) -> int:
+    extra = EXTRAS[command][0]
+    return usage_error(command, f"needs {what}: pip install 'forkric[{extra}]' "
+                                f"(from a clone: pip install '.[{extra}]')")
 
 
 def run_main() -> None:
@@ -112,15 +158,27 @@ def run(cfg: config.Config) -> int:
         inherited = prefork.prepare(cfg.handler, cfg.import_mode, cfg.post_fork, task_root)
     except Exception as exc:
         return report_init_error(cfg, logs, exc)
+    warn_if_not_callable(cfg.handler, function)
     return Supervisor(cfg, function, logs, reload=lambda: reload_handler(cfg.handler, task_root),
                       inherited=inherited).run()
 
 
+def warn_if_not_callable(name: str, function: object) -> None:
+    """awslambdaric takes any attribute as the handler and fails each invocation with a
+    TypeError (`'dict' object is not callable`); forkric does the same, and says so at start."""
+    if not callable(function):
+        log.warning("forkric: the handler %s is not callable (it is of type %s): every "
+                    "invocation will fail with TypeError, as under awslambdaric", name,
+                    type(function).__name__)
+
+
 def report_init_error(cfg: config.Config, logs: Logs, exc: Exception) -> int:
-    """An init error is logged and reported once, by the supervisor; then the runtime exits 1."""
+    """An init error is logged and reported once, by the supervisor; then the runtime exits 1.
+    Under `forkric local` the service prints it (one line, once): the runtime only reports it."""
     error, _ = errors.from_exception(exc)
-    logging.warning(UNHANDLED_INIT_WARNING)
-    logs.error(error)
+    if not cfg.environ.get(config.LOCAL_ENV):  # forkric local prints it, once, in one line
+        logging.warning(UNHANDLED_INIT_WARNING)
+        logs.error(error)
     try:
         RuntimeAPI(cfg.runtime_api, next_retries=0).post_init_error(error)
     except Exception as post_failure:
@@ -132,4 +190,6 @@ def reload_handler(name: str, task_root: str) -> handler.Handler:
     """SIGHUP: forget the user's modules (those under the task root), import the handler again."""
     handler.forget_modules(task_root)
     with prefork.importing():
-        return handler.load(name)
+        reloaded = handler.load(name)
+    warn_if_not_callable(name, reloaded)
+    return reloaded

@@ -8,30 +8,57 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 
+class UsageError(ValueError):
+    """A setting given a value it cannot take; its text names the flag or variable."""
+
+
+def _number(text: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{text!r} is not {what}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 1:
-        raise ValueError(f"{text!r} is not a positive whole number")
-    return value
+        raise ValueError(f"{text!r} is not 1 or more")
+    return int(value)
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 0:
         raise ValueError(f"{text!r} is negative")
-    return value
+    return int(value)
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if value < 0:
         raise ValueError(f"{text!r} is negative")
-    return value
+    return float(value)
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise ValueError(f"{text!r} is not more than 0")
+    return float(value)
+
+
+def _port(text: str) -> int:
+    value = _number(text, int)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{text!r} is not a port number (0 to 65535)")
+    return int(value)
 
 
 def _flag(text: str) -> bool:
@@ -48,23 +75,41 @@ def _import_mode(text: str) -> str:
     return value
 
 
+_import_mode.choices = IMPORT_MODES  # type: ignore[attr-defined]
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    parse.choices = choices  # type: ignore[attr-defined]
+    return parse
+
+
+def _function_name(text: str) -> str:
+    if not FUNCTION_NAME.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Lambda function name (letters, digits, '-', '_', "
+                         "'.', or an ARN, optionally with :qualifier)")
+    return text
+
+
+# Lambda's pattern for the Invoke API's FunctionName (name, name:qualifier, or an ARN); here for
+# the clients and the service alike. ASCII: Python's \d also matches other scripts' digits, which
+# Lambda's patterns do not.
+FUNCTION_NAME = re.compile(r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?"
+                           r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?",
+                           re.ASCII)
+
+# Set by `forkric local` for its runtime (not a setting: the service's own arrangement).
+LOCAL_ENV = "_FORKRIC_LOCAL"
+
 RUNTIME = frozenset({"run", "local", "soak"})
 SERVICE = frozenset({"local", "soak"})
 SOAK = frozenset({"soak"})
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} is not positive")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{text!r} is not a port number")
-    return value
+LOAD = frozenset({"load"})
+CLIENT = frozenset({"invoke", "load"})
 
 
 @dataclass(frozen=True)
@@ -75,54 +120,91 @@ class Setting:
     parse: Callable[[str], Any]
     help: str
     commands: frozenset[str] = RUNTIME
+    default: str = ""  # how the help words the default; "" for a setting that has none
+    repeatable: frozenset[str] = frozenset()  # commands where the flag may be given again
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("workers", "--workers", ("FORKRIC_WORKERS", "AWS_LAMBDA_MAX_CONCURRENCY"),
-            _positive_int, "worker processes (default: AWS_LAMBDA_MAX_CONCURRENCY, else 1; "
-            "local and soak: the CPU count)"),
+            _positive_int, "worker processes",
+            default="AWS_LAMBDA_MAX_CONCURRENCY, else 1; local and soak: the CPU count"),
     Setting("max_worker_memory_mb", "--max-worker-memory", ("FORKRIC_MAX_WORKER_MEMORY_MB",),
-            _non_negative_float, "recycle a worker whose private memory (USS) passes this, MB"),
+            _non_negative_float, "recycle a worker whose private memory (USS) passes this many "
+            "MB (0: off)", default="0"),
     Setting("max_requests", "--max-requests", ("FORKRIC_MAX_REQUESTS",),
-            _non_negative_int, "recycle a worker after this many invocations (0: never)"),
+            _non_negative_int, "recycle a worker after this many invocations (0: off)",
+            default="0"),
     Setting("max_requests_jitter", "--max-requests-jitter", ("FORKRIC_MAX_REQUESTS_JITTER",),
-            _non_negative_int, "add up to this many invocations to --max-requests, per worker"),
+            _non_negative_int, "add up to this many invocations to --max-requests, drawn per "
+            "worker", default="0"),
     Setting("timeout_s", "--timeout", ("AWS_LAMBDA_FUNCTION_TIMEOUT",), _positive_float,
-            "the function timeout, seconds (local and soak: default 3, as on Lambda); a "
-            "deadline further away than this is not believed"),
+            "the function timeout, seconds; a deadline further away than this is not believed",
+            default="run: the deadlines Lambda sends; local and soak: 3, as on Lambda"),
     Setting("stuck_grace_s", "--stuck-grace", ("FORKRIC_STUCK_GRACE_S",),
-            _non_negative_float, "kill a worker busy this long past its deadline, seconds"),
+            _non_negative_float, "kill a worker busy this many seconds past its deadline "
+            "(0: at the deadline)", default="1"),
     Setting("shutdown_grace_s", "--shutdown-grace", ("FORKRIC_SHUTDOWN_GRACE_S",),
-            _non_negative_float, "on SIGTERM, how long busy workers may finish, seconds"),
+            _non_negative_float, "on SIGTERM, seconds busy workers may take to finish (0: none)",
+            default="10"),
     Setting("trace_leaks", "--trace-leaks", ("FORKRIC_TRACE_LEAKS",),
-            _flag, "log the allocation sites that grew most when a worker is recycled for memory"),
+            _flag, "log the allocation sites that grew most when a worker is recycled for memory",
+            default="off"),
     Setting("status_file", "--status-file", ("FORKRIC_STATUS_FILE",),
-            str, "back the worker scoreboard with this file so other tools can read it"),
+            str, "back the worker scoreboard with this file so other tools can read it",
+            default="anonymous memory"),
     Setting("import_mode", "--import-mode", ("FORKRIC_IMPORT_MODE",), _import_mode,
             "once: import the handler in the supervisor and fork (memory shared); per-worker: "
-            "each worker imports it itself (uWSGI's lazy-apps); auto (default): once, unless the "
-            "start-up report finds what forkric cannot repair (threads, connections)"),
+            "each worker imports it itself (uWSGI's lazy-apps); auto: once, unless the "
+            "start-up report finds what forkric cannot repair (threads, connections)",
+            default="auto"),
     Setting("post_fork", "--post-fork", ("FORKRIC_POST_FORK",), str,
             "module:function to run in each worker before its first poll, as @post_fork does "
-            "(replace inherited objects there, never close them)"),
+            "(replace inherited objects there, never close them)", default="none"),
+    Setting("reload", "--reload", ("FORKRIC_RELOAD",), _flag,
+            "watch the task root's Python files; on a change, import the handler again and "
+            "replace the workers one at a time (as SIGHUP to forkric local does)",
+            frozenset({"local"}), default="off"),
     Setting("host", "--host", ("FORKRIC_HOST",), str,
-            "address the Invoke API listens on (default: 127.0.0.1, loopback only)", SERVICE),
+            "address of the Invoke API: where the service listens, or where clients call",
+            SERVICE | CLIENT, default="127.0.0.1, loopback only"),
     Setting("port", "--port", ("FORKRIC_PORT",), _port,
-            "Invoke API port (default 9000)", SERVICE),
+            "port of the Invoke API (0: any free port)", SERVICE | CLIENT, default="9000"),
     Setting("max_queue", "--max-queue", ("FORKRIC_MAX_QUEUE",), _non_negative_int,
-            "invocations waiting for a worker before 429 TooManyRequestsException "
-            "(default 100)", SERVICE),
+            "invocations waiting for a worker before 429 TooManyRequestsException (0: none "
+            "wait)", SERVICE, default="100"),
     Setting("snap_start", "--snap-start", ("FORKRIC_SNAP_START",), _flag,
             "SnapStart: run the before-snapshot hooks, a snapshot, then the after-restore "
-            "hooks, as Lambda does when it publishes a version", frozenset({"local"})),
+            "hooks, as Lambda does when it publishes a version", frozenset({"local"}),
+            default="off"),
     Setting("duration_s", "--duration", ("FORKRIC_SOAK_DURATION",), _positive_float,
-            "seconds of load (default 30)", SOAK),
+            "seconds of load", SOAK | LOAD, default="30; load with the web UI: until stopped"),
     Setting("users", "--users", ("FORKRIC_SOAK_USERS",), _positive_int,
-            "concurrent Locust users (default 8)", SOAK),
+            "concurrent Locust users", SOAK | LOAD, default="8"),
     Setting("event", "--event", ("FORKRIC_SOAK_EVENT",), str,
-            "the event: JSON, or @file (default {})", SOAK),
+            "the event: JSON, or @file; load mixes several at random, by weight: --event "
+            "@a.json:3 --event @b.json:1 (or @a.json:3,@b.json:1)", SOAK | LOAD, default="{}",
+            repeatable=LOAD),
     Setting("out", "--out", ("FORKRIC_SOAK_OUT",), str,
-            "folder for report.json, memory.csv and memory.png (default soak-out)", SOAK),
+            "folder for report.json, memory.csv and memory.png", SOAK, default="soak-out"),
+    Setting("function_name", "--function", ("FORKRIC_FUNCTION",), _function_name,
+            "the function name in the Invoke API path (a name, name:qualifier, or an ARN)",
+            CLIENT, default="function"),
+    Setting("payload", "--payload", ("FORKRIC_PAYLOAD",), str,
+            "the event: JSON, @file, or @- for standard input", frozenset({"invoke"}),
+            default="{}"),
+    Setting("log_type", "--log-type", ("FORKRIC_LOG_TYPE",), _one_of("None", "Tail"),
+            "Tail: print the invocation's last 4 KB of log", frozenset({"invoke"}),
+            default="None"),
+    Setting("invocation_type", "--invocation-type", ("FORKRIC_INVOCATION_TYPE",),
+            _one_of("RequestResponse", "Event", "DryRun"),
+            "RequestResponse waits for the result, Event queues it (202), DryRun checks (204)",
+            frozenset({"invoke"}), default="RequestResponse"),
+    Setting("wait_ready_s", "--wait-ready", ("FORKRIC_WAIT_READY_S",), _non_negative_float,
+            "first wait up to this many seconds for forkric local's workers to be ready "
+            "(GET /status); 0: do not wait", CLIENT, default="invoke: 0; load: 120"),
+    Setting("headless", "--headless", ("FORKRIC_LOAD_HEADLESS",), _flag,
+            "run without Locust's web UI, for --duration, then print the statistics", LOAD,
+            default="off: the web UI on http://127.0.0.1:8089"),
 )
 
 
@@ -149,7 +231,21 @@ class Config:
     users: int = 8
     event: str = "{}"
     out: str = "soak-out"
+    reload: bool = False
+    function_name: str = "function"
+    payload: str = "{}"
+    log_type: str = "None"
+    invocation_type: str = "RequestResponse"
+    wait_ready_s: float = 0.0
+    headless: bool = False
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+def help_text(setting: Setting) -> str:
+    """A flag's help: what it does, its default, and its environment variable(s)."""
+    env = ", then ".join(f"${name}" for name in setting.env)
+    default = f"default: {setting.default}; " if setting.default else ""
+    return f"{setting.help} ({default}env {env})".replace("%", "%%")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str = "run") -> None:
@@ -159,13 +255,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "run") -> None
             continue
         if setting.parse is _flag:
             parser.add_argument(setting.flag, dest=setting.name, action="store_const",
-                                const="1", default=None, help=setting.help)
-        else:
-            parser.add_argument(setting.flag, dest=setting.name, default=None,
-                                metavar=setting.name.split("_")[-1].upper(), help=setting.help)
+                                const="1", default=None, help=help_text(setting))
+            continue
+        choices = getattr(setting.parse, "choices", None)
+        metavar = "{" + ",".join(choices) + "}" if choices else (
+            setting.name.split("_")[-1].upper() if setting.name != "function_name" else "NAME")
+        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=metavar,
+                            action="append" if command in setting.repeatable else "store",
+                            help=help_text(setting))
 
 
-def _value(setting: Setting, given: str | None, environ: Mapping[str, str]) -> Any:
+def _value(setting: Setting, given: str | list[str] | None, environ: Mapping[str, str]) -> Any:
+    if isinstance(given, list):  # a flag given more than once: its values, comma-joined
+        given = ",".join(given)
     if given is not None:
         source, text = setting.flag, given
     else:
@@ -176,13 +278,15 @@ def _value(setting: Setting, given: str | None, environ: Mapping[str, str]) -> A
     try:
         return setting.parse(str(text))
     except ValueError as exc:
-        raise SystemExit(f"forkric: bad value for {source}: {exc}") from None
+        raise UsageError(f"bad value for {source}: {exc}") from None
 
 
 def command_defaults(command: str) -> dict[str, Any]:
     """Where a command's defaults differ: the local service is a laptop's Lambda."""
     if command in SERVICE:
         return {"workers": os.cpu_count() or 1, "timeout_s": 3.0}
+    if command == "load":
+        return {"wait_ready_s": 120.0}
     return {}
 
 
@@ -192,7 +296,9 @@ def load(
     environ: Mapping[str, str] | None = None,
     command: str = "run",
 ) -> Config:
-    """Build the Config from flags (`given`, by setting name), the environment, and defaults."""
+    """Build the Config from flags (`given`, by setting name), the environment, and defaults.
+
+    Raises UsageError (a ValueError) naming the flag or variable whose value is bad."""
     env = os.environ if environ is None else environ
     given = given or {}
     values: dict[str, Any] = command_defaults(command)

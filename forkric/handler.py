@@ -70,6 +70,10 @@ def forget_modules(task_root: str) -> list[str]:
         if file and os.path.realpath(file).startswith(root):
             del sys.modules[module_name]
             forgotten.append(module_name)
+            # Its bytecode is checked against the source's mtime in whole seconds and its size:
+            # an edit within the second that keeps the size would import the old code again.
+            with contextlib.suppress(OSError, TypeError):
+                os.unlink(getattr(module, "__cached__", None) or "")
     importlib.invalidate_caches()
     return forgotten
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from forkric import errors, postfork, prefork, worker
-from forkric.config import Config
+from forkric.config import LOCAL_ENV, Config
 from forkric.handler import Handler
 from forkric.logs import Logs
 from forkric.runtime_api import RuntimeAPI
@@ -196,9 +196,12 @@ class Supervisor:
             self.handler = self.reload()
             self.inherited = prefork.prepare(self.config.handler, self.config.import_mode,
                                              self.config.post_fork, self.inherited.task_root)
-        except Exception:
-            log.error("forkric: SIGHUP: the handler failed to import again; keeping the old one"
-                      "\n%s", traceback.format_exc())
+        except Exception as exc:
+            error, _ = errors.from_exception(exc)
+            trace = "".join(error["stackTrace"])
+            log.error("forkric: SIGHUP: the handler failed to import again, the old one serves: "
+                      "%s: %s%s", error["errorType"], error["errorMessage"],
+                      f"\nTraceback (most recent call last):\n{trace}".rstrip() if trace else "")
             return
         # The old code's objects were frozen with the rest: thawed, collected, frozen again.
         gc.unfreeze()
@@ -336,7 +339,9 @@ class Supervisor:
                 self.replacing = None
                 self.to_replace.insert(0, old)
             elif self.board.slot(self.workers[new]).state in ("idle", "busy"):
-                self._retire(old)
+                # Under forkric local an idle old worker leaves its long poll at once (the
+                # service gives back what it was handed), so the next call runs the new code.
+                self._retire(old, now=bool(self.config.environ.get(LOCAL_ENV)))
                 self.replacing = None
         while self.to_replace and self.replacing is None:
             old = self.to_replace.pop(0)
@@ -347,11 +352,12 @@ class Supervisor:
         used = set(self.workers.values())
         return next(i for i in range(self.board.capacity) if i not in used)
 
-    def _retire(self, pid: int) -> None:
-        """Ask a worker to leave once it has served the invocation it waits for or holds."""
+    def _retire(self, pid: int, now: bool = False) -> None:
+        """Ask a worker to leave once it has served the invocation it waits for or holds (`now`:
+        the one it holds, if any; an idle one leaves its long poll)."""
         if pid in self.workers:
             self.retiring.add(pid)
-            self._signal(pid, worker.RETIRE_SIGNAL)
+            self._signal(pid, signal.SIGTERM if now else worker.RETIRE_SIGNAL)
 
     def kill_stuck_workers(self) -> None:
         now_ms = time.time() * 1000

@@ -31,7 +31,8 @@ LOCUST_TIMEOUT_S = 60.0
 
 
 def start_local(log_path: Path) -> tuple[subprocess.Popen, int]:
-    """forkric local on an ephemeral port; its port, once it listens and its workers poll."""
+    """forkric local on an ephemeral port; its port, once it listens and says it is ready
+    (every worker polls the Runtime API): the load then measures invocations, not the import."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "forkric", "local", HANDLER, "--workers", str(WORKERS),
@@ -42,7 +43,7 @@ def start_local(log_path: Path) -> tuple[subprocess.Popen, int]:
     while time.monotonic() < deadline and process.poll() is None:
         found = re.search(r"Invoke API on http://127\.0\.0\.1:(\d+)/", log_path.read_text())
         port = int(found.group(1)) if found else 0
-        if port and status(port).get("pollers", 0) >= WORKERS:
+        if port and status(port).get("ready"):
             return process, port
         time.sleep(0.1)
     stop(process)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from forkric.config import Config
 from forkric.local import server
+from forkric.local.console import Console
 from forkric.local.invocations import Invocations
 from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Plan, Runtime
@@ -50,6 +52,10 @@ def main(args: argparse.Namespace, config: Config) -> int:
     if not opts.handler:
         print("forkric local: name a handler (module.function) or set _HANDLER", file=sys.stderr)
         return 2
+    if opts.config.reload and importlib.util.find_spec("watchfiles") is None:
+        print("forkric local: --reload needs watchfiles: pip install 'forkric[local]'",
+              file=sys.stderr)
+        return 2
     if opts.timeout_s <= 0 or opts.max_queue < 0:
         print("forkric local: --timeout must be positive and --max-queue not negative",
               file=sys.stderr)
@@ -71,12 +77,14 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 async def serve(opts: Options, workdir: str) -> int:
     invocations = Invocations(opts.timeout_s, opts.max_queue)
     runtime: Runtime | None = None
+    console = Console.to(sys.stdout)
     capture = LogCapture(os.path.join(workdir, "logs.sock"),
-                         lambda: runtime.board() if runtime else None)
+                         lambda: runtime.board() if runtime else None, on_line=console.line)
     plan = Plan(opts.handler, opts.workers, opts.timeout_s, capture.path, opts.config)
-    runtime = Runtime(plan, workdir, capture.echo_line, lambda code: service.runtime_ended(code))
-    service = Service(invocations, runtime, capture)
+    runtime = Runtime(plan, workdir, console.line, lambda code: service.runtime_ended(code))
+    service = Service(invocations, runtime, capture, console)
     capture.start()
+    console.start()
     try:
         invoke_sock = server.bind(opts.host, opts.port)
     except OSError as exc:  # the port is taken, or the address is not this machine's
@@ -90,11 +98,19 @@ async def serve(opts: Options, workdir: str) -> int:
     runtime_api = f"127.0.0.1:{runtime_server.port}"
     _announce(opts, invoke_server.port, runtime_api)
     runtime.start(runtime_api)
-    await _until_signalled()
+    watcher = None
+    if opts.config.reload:
+        from forkric.local import reload
+
+        watcher = reload.watch(task_root(opts.config), lambda why: _reload(runtime, console, why))
+    await _until_signalled(lambda: _reload(runtime, console, "SIGHUP"))
+    if watcher is not None:
+        await watcher.stop()
     print("forkric local: stopping", flush=True)
     await service.stop(opts.config.shutdown_grace_s + STOP_EXTRA_S)
     await invoke_server.stop()
     await runtime_server.stop()
+    console.stop()  # the counts of what was held back, the workers' last lines included
     capture.close()
     print("forkric local: stopped", flush=True)
     return 0
@@ -108,13 +124,29 @@ def _announce(opts: Options, port: int, runtime_api: str) -> None:
           f"{runtime_api}", flush=True)
     print(f"forkric local: {opts.workers} worker(s) of {opts.handler}, timeout "
           f"{opts.timeout_s:g} s, up to {opts.max_queue} queued", flush=True)
+    if opts.config.reload:
+        print(f"forkric local: --reload: watching the Python files under "
+              f"{task_root(opts.config)}", flush=True)
 
 
-async def _until_signalled() -> None:
+def task_root(config: Config) -> str:
+    """Where the handler's code is: LAMBDA_TASK_ROOT, else the working directory (as the
+    runtime's path set-up has it)."""
+    return config.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+
+
+def _reload(runtime: Runtime, console: Console, why: str) -> None:
+    console.forget()
+    runtime.reload(why)
+
+
+async def _until_signalled(on_hangup: Callable[[], None]) -> None:
+    """Until SIGINT or SIGTERM; SIGHUP reloads the handler, as it does for the supervisor."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.remove_signal_handler(sig)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from forkric.config import SETTINGS, Config
+from forkric.config import LOCAL_ENV, SETTINGS, Config
 from forkric.local import metadata
 from forkric.scoreboard import Scoreboard
 from forkric.snapstart import INITIALIZATION_TYPE_ENV, SNAP_START
@@ -68,6 +68,7 @@ def child_environment(plan: Plan, runtime_api: str, status_file: str) -> dict[st
         "PYTHONUNBUFFERED": "1",
         metadata.API_ENV: runtime_api,  # served beside the Runtime API
         metadata.TOKEN_ENV: plan.metadata_token,
+        LOCAL_ENV: "1",  # the service prints the runtime's init error itself, once
     })
     if plan.config.snap_start:
         env[INITIALIZATION_TYPE_ENV] = SNAP_START
@@ -105,6 +106,10 @@ class Runtime:
         self.starts = 0
         self.exits: list[int] = []
         self.init_failed = False  # the current (or last) runtime reported an init error
+        self.ready = False  # every worker of the current runtime has polled the Runtime API
+        self.started_at = 0.0
+        self.reload_wanted = ""  # a reload asked for before the workers were ready: why
+        self.restart_wanted = False  # a reload asked for while the runtime failed its init
         self.wanted = asyncio.Event()
         self.wanted.set()
         self.stopping = False
@@ -143,8 +148,10 @@ class Runtime:
             started = time.monotonic()
             code = await self._run_once()
             self.exits.append(code)
-            if self.init_failed:
+            if self.init_failed and not (self.restart_wanted or self.reload_wanted):
                 self.wanted.clear()  # the next invocation starts it again (on_exit may want it)
+            self.restart_wanted = False
+            self.reload_wanted = ""
             self.on_exit(code)
             if self.stopping:
                 break
@@ -157,9 +164,44 @@ class Runtime:
                          f"starting it again in {delay:.1f} s")
             await asyncio.sleep(delay)
 
+    def check_ready(self) -> bool:
+        """Ready once the scoreboard shows every wanted worker polling (or serving): said once
+        per runtime start, in one line. Called when a worker polls, until it is true."""
+        board = self.board()
+        if board is None or self.ready:
+            return self.ready
+        wanted = board.counters()["workers"]
+        polling = sum(1 for slot in board.slots() if slot.pid and slot.state in ("idle", "busy"))
+        if wanted and polling >= wanted:
+            self.ready = True
+            self.on_line(f"forkric local: ready: {polling} worker(s) polling, "
+                         f"{time.monotonic() - self.started_at:.2f} s after the runtime started")
+            if self.reload_wanted:
+                self.reload(self.reload_wanted)
+        return self.ready
+
+    def reload(self, why: str) -> None:
+        """Import the handler again and replace the workers one at a time (the supervisor's
+        SIGHUP); a runtime down after an init error is started again instead."""
+        self.reload_wanted = ""
+        process = self.process
+        if process is None or process.returncode is not None or self.init_failed:
+            self.on_line(f"forkric local: {why}: starting the runtime again")
+            self.restart_wanted = True  # even if it is still on its way out
+            self.want()
+        elif not self.ready:  # still importing: its SIGHUP handler is not installed yet
+            self.reload_wanted = why
+        else:
+            self.on_line(f"forkric local: {why}: importing the handler again, then replacing "
+                         f"the workers one at a time")
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGHUP)
+
     async def _run_once(self) -> int:
         self.starts += 1
         self.init_failed = False
+        self.ready = False
+        self.started_at = time.monotonic()
         self._new_status_file()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "forkric", "run", self.plan.handler,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
+from forkric.config import FUNCTION_NAME
 from forkric.local import answers, metadata
 from forkric.local.answers import Result
 from forkric.local.asgi import (
@@ -30,6 +31,7 @@ from forkric.local.asgi import (
     safe,
     value,
 )
+from forkric.local.console import Console
 from forkric.local.invocations import Invocation, Invocations
 from forkric.local.invocations import request_id as new_request_id
 from forkric.local.logcapture import LogCapture
@@ -54,11 +56,8 @@ JSON = b"application/json"
 JSON_UTF8 = b"application/json; charset=utf-8"
 ACCEPTED_BODY = json.dumps({"status": "OK"}).encode()
 
-# Lambda's patterns for the Invoke API's FunctionName and Qualifier.
+# Lambda's pattern for the Invoke API's Qualifier (FUNCTION_NAME's is in config: clients use it).
 # ASCII: Python's \d also matches other scripts' digits, which Lambda's patterns do not.
-FUNCTION_NAME = re.compile(r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?"
-                           r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?",
-                           re.ASCII)
 QUALIFIER = re.compile(r"[a-zA-Z0-9$_-]{1,128}", re.ASCII)
 
 Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
@@ -66,10 +65,12 @@ Handler = Callable[[], Coroutine[Any, Any, "Reply | None"]]
 
 
 class Service:
-    def __init__(self, invocations: Invocations, runtime: Runtime, capture: LogCapture) -> None:
+    def __init__(self, invocations: Invocations, runtime: Runtime, capture: LogCapture,
+                 console: Console | None = None) -> None:
         self.invocations = invocations
         self.runtime = runtime
         self.capture = capture
+        self.console = console
         self.stopping = False
         invocations.on_finish = self.finished
         invocations.on_submit = runtime.want
@@ -172,6 +173,8 @@ class Service:
 
     async def next_invocation(self, request: Request) -> Reply | None:
         self.snapshot.done()  # a worker polls: the after-restore hooks, if any, finished
+        if not self.runtime.ready:  # a worker polls: perhaps the last one to start
+            self.runtime.check_ready()
         invocation = self.invocations.take() or await self._wait_for_invocation(request)
         if invocation is None:
             return None
@@ -239,6 +242,8 @@ class Service:
         body = body or answers.error_body(
             request.header(ERROR_TYPE_HEADER, "Runtime.Unknown") or "", "")
         self.runtime.init_failed = True
+        if self.console is not None:
+            self.console.init_error(body)
         # Every invocation waiting on this initialisation gets its error, as in the RIE.
         self.invocations.fail_pending(lambda invocation: answers.init_error(body))
         self.invocations.fail_running(lambda invocation: answers.init_error(body))

@@ -26,6 +26,7 @@ async def status(invocations: Invocations, runtime: Runtime) -> dict[str, Any]:
         for slot, usage in zip(slots, usages, strict=True):
             slot.update(usage)
     return {
+        "ready": runtime.ready and not runtime.init_failed,
         "queue_depth": len(invocations.pending),
         "in_flight": len(invocations.running),
         "pollers": sum(1 for poller in invocations.pollers if not poller.done()),

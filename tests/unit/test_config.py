@@ -48,6 +48,13 @@ ENV_VALUES = {
     "FORKRIC_SOAK_USERS": ("users", "3", 3),
     "FORKRIC_SOAK_EVENT": ("event", '{"a": 1}', '{"a": 1}'),
     "FORKRIC_SOAK_OUT": ("out", "/tmp/out", "/tmp/out"),
+    "FORKRIC_RELOAD": ("reload", "1", True),
+    "FORKRIC_FUNCTION": ("function_name", "other", "other"),
+    "FORKRIC_PAYLOAD": ("payload", "@-", "@-"),
+    "FORKRIC_LOG_TYPE": ("log_type", "Tail", "Tail"),
+    "FORKRIC_INVOCATION_TYPE": ("invocation_type", "Event", "Event"),
+    "FORKRIC_WAIT_READY_S": ("wait_ready_s", "5", 5.0),
+    "FORKRIC_LOAD_HEADLESS": ("headless", "yes", True),
 }
 
 
@@ -64,7 +71,9 @@ def test_flag_beats_environment(env_name: str) -> None:
                  "max_requests_jitter": "2", "stuck_grace_s": "0.5", "shutdown_grace_s": "4",
                  "trace_leaks": "0", "status_file": "/flag", "timeout_s": "2", "host": "::1",
                  "port": "9200", "max_queue": "9", "duration_s": "3", "users": "5",
-                 "event": "[]", "out": "o"}[name]
+                 "event": "[]", "out": "o", "reload": "0", "function_name": "fn:live",
+                 "payload": "{}", "log_type": "None", "invocation_type": "DryRun",
+                 "wait_ready_s": "0", "headless": "0"}[name]
     env_text = ENV_VALUES[env_name][1]
     setting = next(s for s in config.SETTINGS if s.name == name)
     assert getattr(load({name: flag_text}, {env_name: env_text}), name) == setting.parse(flag_text)
@@ -101,12 +110,53 @@ def test_max_concurrency_is_the_fallback_for_workers() -> None:
     ({"stuck_grace_s": "-0.1"}, {}, "--stuck-grace"),
     ({}, {"FORKRIC_SHUTDOWN_GRACE_S": "soon"}, "FORKRIC_SHUTDOWN_GRACE_S"),
 ])
-def test_bad_values_exit_with_a_clear_message(given: dict[str, Any], environ: dict[str, str],
-                                              source: str) -> None:
-    with pytest.raises(SystemExit) as info:
+def test_bad_values_are_a_usage_error_in_the_users_terms(
+        given: dict[str, Any], environ: dict[str, str], source: str) -> None:
+    with pytest.raises(config.UsageError) as info:
         load(given, environ)
-    message = str(info.value.code)
-    assert message.startswith(f"forkric: bad value for {source}: ")
+    message = str(info.value)
+    assert message.startswith(f"bad value for {source}: ")
+    assert "literal" not in message and "could not convert" not in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("flag", "text", "expected"), [
+    ("workers", "two", "'two' is not a whole number"),
+    ("workers", "0", "'0' is not 1 or more"),
+    ("timeout_s", "soon", "'soon' is not a number"),
+    ("port", "70000", "'70000' is not a port number (0 to 65535)"),
+    ("function_name", "bad name!", "'bad name!' is not a Lambda function name"),
+    ("log_type", "tail", "'tail' is not one of None, Tail"),
+])
+def test_messages_say_what_is_wanted(flag: str, text: str, expected: str) -> None:
+    with pytest.raises(config.UsageError) as info:
+        config.load("h.f", {flag: text}, {}, "invoke" if flag in ("function_name", "log_type")
+                    else "local")
+    assert expected in str(info.value)
+
+
+def test_every_flags_help_gives_its_default_and_environment_variable() -> None:
+    for command in ("run", "local", "soak", "invoke", "load"):
+        parser = argparse.ArgumentParser()
+        config.add_arguments(parser, command)
+        for action in parser._actions[1:]:
+            setting = next(s for s in config.SETTINGS if s.name == action.dest)
+            assert "default: " in (action.help or ""), setting.flag
+            assert f"env ${setting.env[0]}" in (action.help or ""), setting.flag
+
+
+def test_zero_meaning_off_is_said() -> None:
+    for name in ("max_worker_memory_mb", "max_requests", "wait_ready_s", "max_queue",
+                 "stuck_grace_s", "shutdown_grace_s"):
+        setting = next(s for s in config.SETTINGS if s.name == name)
+        assert "(0: " in setting.help or "; 0: " in setting.help, name
+
+
+def test_load_takes_several_events() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser, "load")
+    args = parser.parse_args(["--event", "@a.json:3", "--event", "@b.json:1"])
+    assert config.load(None, {"event": args.event}, {}, "load").event == "@a.json:3,@b.json:1"
 
 
 @pytest.mark.parametrize(("text", "value"), [("1", True), ("TRUE", True), (" yes ", True),
@@ -131,7 +181,7 @@ def test_add_arguments_declares_every_flag() -> None:
 
 
 def test_each_command_declares_its_own_settings() -> None:
-    for command in ("run", "local", "soak"):
+    for command in ("run", "local", "soak", "invoke", "load"):
         parser = argparse.ArgumentParser()
         config.add_arguments(parser, command)
         declared = {a.dest for a in parser._actions} - {"help"}
