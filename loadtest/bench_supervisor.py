@@ -75,16 +75,16 @@ def total_pss_mb(emu: rie.Emulator) -> float:
     return sum(p.memory_full_info().pss for p in tree(emu.process.pid)) / 2**20
 
 
-def start_and_memory(module: str) -> dict[str, float]:
+def start_and_memory(module: str, workers: int = WORKERS, **env: str) -> dict[str, float]:
     """Time from the RIE starting the runtime until 4 workers serve 4 invocations at once (less
     the time those invocations take), then the runtime's total PSS."""
     started = time.monotonic()
-    with lmi(module) as emu:
-        ready = wait_serving(emu, WORKERS, 120)
+    with lmi(module, workers, **env) as emu:
+        ready = wait_serving(emu, workers, 120)
         assert ready is not None, emu.log()[-2000:]
         elapsed = time.monotonic() - started - PROBE_S
         result = {"start_s": elapsed, "pss_mb": total_pss_mb(emu)}
-        print(f"{module}: {result}", flush=True)
+        print(f"{module} {workers} {env or ''}: {result}", flush=True)
         return result
 
 
@@ -128,6 +128,9 @@ def row(benchmark: str, metric: str, ours: float | None, peer: float | None, goa
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     ours, theirs = start_and_memory("forkric"), start_and_memory("awslambdaric")
+    # The escape hatch of the fork-safety issue: what importing in each worker costs.
+    per_worker = start_and_memory("forkric", FORKRIC_IMPORT_MODE="per-worker")
+    sixteen = start_and_memory("forkric", 16)
     # Lambda applies the function timeout to init as well: it must cover 4 heavy imports.
     timeout_s = 20
     our_death, their_death = death_to_error("forkric", timeout_s), death_to_error(
@@ -138,6 +141,12 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             theirs["pss_mb"], "<= 0.35x"),
         row("supervisor", f"start until {WORKERS} workers serve (s)", ours["start_s"],
             theirs["start_s"], "<= 0.6x"),
+        row("supervisor", "total PSS of 16 workers, heavy handler (MB)", sixteen["pss_mb"], None,
+            "< 512", False),
+        row("supervisor", f"FORKRIC_IMPORT_MODE=per-worker: total PSS of {WORKERS} (MB)",
+            per_worker["pss_mb"], theirs["pss_mb"], "the mode's cost"),
+        row("supervisor", f"FORKRIC_IMPORT_MODE=per-worker: start until {WORKERS} serve (s)",
+            per_worker["start_s"], theirs["start_s"], "the mode's cost"),
         row("supervisor", "worker death to its invocation's error (s)", our_death["error_s"],
             their_death["error_s"], "< 0.1 s"),
         row("supervisor", f"after a death, until {WORKERS} serve again (s)",
