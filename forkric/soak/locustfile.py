@@ -194,6 +194,14 @@ def classify(status: int, headers: Any, body: bytes | None) -> tuple[str, str | 
     return INVOKE_NAME, f"HTTP {status}" + (f": {detail}" if detail else "")
 
 
+class Failure(Exception):
+    """A failed invocation as Locust's error table shows it: `KeyError: 'k'`, not
+    `CatchResponseError("KeyError: 'k'")` (Locust writes an error's repr)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 class InvokeUser(FastHttpUser):
     """One caller of `POST /2015-03-31/functions/<name>/invocations`, back to back."""
 
@@ -226,4 +234,4 @@ class InvokeUser(FastHttpUser):
             if failure is None:
                 response.success()
             else:
-                response.failure(failure)
+                response.failure(Failure(failure))
