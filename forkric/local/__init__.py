@@ -82,7 +82,7 @@ async def serve(opts: Options, workdir: str) -> int:
                          lambda: runtime.board() if runtime else None, on_line=console.line)
     plan = Plan(opts.handler, opts.workers, opts.timeout_s, capture.path, opts.config)
     runtime = Runtime(plan, workdir, console.line, lambda code: service.runtime_ended(code))
-    service = Service(invocations, runtime, capture, console)
+    service = Service(invocations, runtime, capture, console, opts.host)
     capture.start()
     console.start()
     try:
@@ -93,7 +93,10 @@ async def serve(opts: Options, workdir: str) -> int:
         capture.close()
         return 1
     runtime_sock = server.bind("127.0.0.1", 0)
-    runtime_server = server.serve(service.runtime_api, runtime_sock)
+    # A worker's connection idles while its handler runs: kept for longer than any invocation,
+    # since only the connection an invocation was handed out on may answer it.
+    runtime_server = server.serve(service.runtime_api, runtime_sock,
+                                  keep_alive_s=opts.timeout_s + server.KEEP_ALIVE_S)
     invoke_server = server.serve(service.invoke_api, invoke_sock)
     runtime_api = f"127.0.0.1:{runtime_server.port}"
     _announce(opts, invoke_server.port, runtime_api)

@@ -13,6 +13,19 @@ Headers = Iterable[tuple[bytes, bytes]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+PEER = "forkric.peer"  # the scope's key for the connection's Peer (set by server._Protocol)
+
+
+class Peer:
+    """One connection's other end, as the service learnt it: the same object for every
+    request on that connection (the Runtime API hands a request id to a connection)."""
+
+    __slots__ = ("pid",)
+
+    def __init__(self) -> None:
+        self.pid: int | None = None  # the runtime's process there, 0 for none; None: not asked
+
+
 class Disconnected(Exception):
     """The client went away before its request was read."""
 
@@ -33,6 +46,13 @@ class Request:
     def path(self) -> str:
         """The path, percent-decoded, without the query."""
         return str(self.scope["path"])
+
+    @property
+    def peer(self) -> Peer:
+        peer = self.scope.get(PEER)
+        if peer is None:  # served by another server than server.py's: one Peer per request
+            peer = self.scope[PEER] = Peer()
+        return peer
 
     @property
     def query(self) -> str:

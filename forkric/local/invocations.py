@@ -43,6 +43,7 @@ class Invocation:
                                          .create_future())
     timer: asyncio.TimerHandle | None = None
     log: str = ""  # the invocation's log lines, filled in when it finishes
+    peer: object = None  # the connection it was handed out on (asgi.Peer)
 
     @property
     def arn(self) -> str:

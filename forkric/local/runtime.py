@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import psutil
+
 from forkric.config import LOCAL_ENV, SETTINGS, Config
-from forkric.local import metadata
+from forkric.local import metadata, peers
 from forkric.scoreboard import Scoreboard
 from forkric.snapstart import INITIALIZATION_TYPE_ENV, SNAP_START
 from forkric.supervisor import SIGNAL_WORDS
@@ -107,6 +109,7 @@ class Runtime:
         self.exits: list[int] = []
         self.init_failed = False  # the current (or last) runtime reported an init error
         self.ready = False  # every worker of the current runtime has polled the Runtime API
+        self.initialised = False  # a worker of the current runtime asked for an invocation
         self.started_at = 0.0
         self.reload_wanted = ""  # a reload asked for before the workers were ready: why
         self.restart_wanted = False  # a reload asked for while the runtime failed its init
@@ -134,6 +137,26 @@ class Runtime:
                 if os.path.getsize(self.status_file) > 0:
                     self._board = Scoreboard.open(self.status_file)
         return self._board
+
+    def process_of(self, peer: tuple[str, int], ours: tuple[str, int]) -> int:
+        """The pid of the runtime's process (its supervisor or a worker) at the `peer` end of a
+        loopback connection to `ours`; 0 when it is no process of the runtime."""
+        supervisor = self.pid
+        inode = peers.socket_inode(peer, ours) if supervisor else None
+        if supervisor is None or inode is None:
+            return 0
+        board = self.board()
+        # The workers the scoreboard names first: a cheap read; a worker that connected before
+        # its supervisor wrote its slot is found among the supervisor's children.
+        known = [pid for pid, _, _ in map(board.holder, range(board.capacity)) if pid > 0] \
+            if board is not None else []
+        found = peers.holder(inode, [supervisor, *known])
+        if found is None:
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(supervisor).children(recursive=True)
+                found = peers.holder(inode, [child.pid for child in children
+                                             if child.pid not in known])
+        return found or 0
 
     @property
     def pid(self) -> int | None:
@@ -201,6 +224,7 @@ class Runtime:
         self.starts += 1
         self.init_failed = False
         self.ready = False
+        self.initialised = False
         self.started_at = time.monotonic()
         self._new_status_file()
         self.process = await asyncio.create_subprocess_exec(

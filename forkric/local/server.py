@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from forkric.local.asgi import App
+from forkric.local.asgi import PEER, App, Peer
 
 # uvicorn refuses to write DEL in a header value; the Runtime API must carry it (a client
 # context may hold it, and Lambda's and the RIE's Go servers send it). Other control characters
@@ -78,7 +79,12 @@ class _Protocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.gathered = _GatheredWrites(transport, asyncio.get_running_loop())
+        self.peer = Peer()
         super().connection_made(cast(asyncio.Transport, self.gathered))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        cast(dict[str, Any], self.scope)[PEER] = self.peer
 
     def eof_received(self) -> None:
         # The caller half-closed: the event loop closes the transport when this returns, and
@@ -124,12 +130,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: App, sock: socket.socket) -> Listening:
-    """Serve `app` on `sock` from now on (callers queue in the backlog until uvicorn accepts)."""
+def serve(app: App, sock: socket.socket, keep_alive_s: float = KEEP_ALIVE_S) -> Listening:
+    """Serve `app` on `sock` from now on (callers queue in the backlog until uvicorn accepts);
+    an idle connection is closed after `keep_alive_s`."""
     config = uvicorn.Config(
         app, http=_Protocol, ws="none", lifespan="off", interface="asgi3",
         log_config=None, access_log=False, server_header=False, proxy_headers=False,
-        timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+        timeout_keep_alive=math.ceil(keep_alive_s), timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     return Listening(server, task, sock)

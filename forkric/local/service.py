@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import ipaddress
 import json
 import re
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
 from forkric.config import FUNCTION_NAME
-from forkric.local import answers, metadata
+from forkric.local import answers, metadata, peers
 from forkric.local.answers import Result
 from forkric.local.asgi import (
     Disconnected,
@@ -50,6 +53,7 @@ INVOKE_SUFFIX = "/invocations"
 STATUS_PATH = "/status"
 TAIL_BYTES = 4096
 CLIENT_CONTEXT_LIMIT = 3583  # Lambda's limit on the decoded X-Amz-Client-Context
+CROSS_SITE = ("cross-site", "same-site")  # Sec-Fetch-Site of a request another page made
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 ERROR_TYPE_HEADER = b"lambda-runtime-function-error-type"
 JSON = b"application/json"
@@ -66,11 +70,16 @@ Handler = Callable[[], Coroutine[Any, Any, "Reply | None"]]
 
 class Service:
     def __init__(self, invocations: Invocations, runtime: Runtime, capture: LogCapture,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, host: str = "127.0.0.1") -> None:
         self.invocations = invocations
         self.runtime = runtime
         self.capture = capture
         self.console = console
+        self.host = host
+        self.host_names = own_host_names(host)
+        # Listening on loopback only, a Host naming some other machine is a web page's DNS
+        # rebinding; asked to listen on the network, callers name this machine as they will.
+        self.loopback_only = _is_loopback(host)
         self.stopping = False
         invocations.on_finish = self.finished
         invocations.on_submit = runtime.want
@@ -88,37 +97,85 @@ class Service:
             await _serve(Request(scope, receive), send, self._route_runtime_api)
 
     def _route_invoke_api(self, request: Request) -> Handler | Reply:
+        refusal = self._from_elsewhere(request)
+        if refusal is not None:
+            return refusal
         path = request.path
         if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
             name = path[len(INVOKE_PREFIX):-len(INVOKE_SUFFIX)]
             if name and "/" not in name:
                 return _only(request, "POST", lambda: self._checked_invoke(request, name))
         if path == STATUS_PATH:
-            return _only(request, "GET", self.status)
+            return _only(request, "GET", lambda: self.status(request))
         return _plain(404, "Not Found")
 
     def _route_runtime_api(self, request: Request) -> Handler | Reply:
         path = request.path
         if path == NEXT_PATH:
-            return _only(request, "GET", lambda: self.next_invocation(request))
+            return self._workers_only(
+                request, _only(request, "GET", lambda: self.next_invocation(request)))
         if path.startswith(INVOCATION_PREFIX):
             request_id, _, action = path[len(INVOCATION_PREFIX):].partition("/")
             if action == "response":
-                return _only(request, "POST", lambda: self.response(request, request_id))
+                return self._workers_only(
+                    request, _only(request, "POST", lambda: self.response(request, request_id)))
             if action == "error":
-                return _only(request, "POST", lambda: self.error(request, request_id))
+                return self._workers_only(
+                    request, _only(request, "POST", lambda: self.error(request, request_id)))
         if path == INIT_ERROR_PATH:
-            return _only(request, "POST", lambda: self.init_error(request))
-        if path == metadata.PATH:
+            return self._workers_only(
+                request, _only(request, "POST", lambda: self.init_error(request)))
+        if path == metadata.PATH:  # its bearer token is its guard
             return _only(request, "GET", lambda: self.metadata(request))
         if self.snapshot.enabled:  # else 404, as the RIE answers
             if path == RESTORE_NEXT_PATH:
-                return _only(request, "GET", self.restore_next)
+                return self._workers_only(request, _only(request, "GET", self.restore_next))
             if path == RESTORE_ERROR_PATH:
-                return _only(request, "POST", lambda: self.restore_error(request))
+                return self._workers_only(
+                    request, _only(request, "POST", lambda: self.restore_error(request)))
         return _plain(404, "Not Found")
 
+    def _workers_only(self, request: Request, handler: Handler | Reply) -> Handler | Reply:
+        """The Runtime API serves the runtime's own processes only: any other local process (or
+        a browser page) could take callers' events, forge their answers, or fail them all with
+        an init error. Asked once per connection (peers.py); where the system cannot tell
+        (not Linux), every local process is served."""
+        if not peers.SUPPORTED or isinstance(handler, tuple):
+            return handler
+        peer = request.peer
+        if peer.pid is None:
+            peer.pid = self.runtime.process_of(request.scope["client"], request.scope["server"])
+        return handler if peer.pid else not_a_worker()
+
     # The Invoke API.
+
+    def _from_elsewhere(self, request: Request) -> Reply | None:
+        """A refusal for a request a web page made the browser send: one naming a host that is
+        not this machine's (DNS rebinding), or one from another origin (a page's POST)."""
+        host = request.header(b"host")
+        if self.loopback_only and host is not None and not self._own_host(_host_name(host)):
+            return _answer(answers.service_error(
+                403, "AccessDeniedException",
+                f"forkric local: Host {host!r} does not name this machine; call it by "
+                f"localhost, an IP address or {self.host}"))
+        origin = request.header(b"origin")
+        site = request.header(b"sec-fetch-site")
+        if (origin is not None and origin != f"http://{host}") or site in CROSS_SITE:
+            return _answer(answers.service_error(
+                403, "AccessDeniedException",
+                f"forkric local: a request from another origin ({origin or site}) is refused: "
+                f"the Invoke API is for local clients, not web pages"))
+        return None
+
+    def _own_host(self, name: str) -> bool:
+        name = name.lower().rstrip(".")
+        if name in self.host_names or name.endswith(".localhost"):
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     async def _checked_invoke(self, request: Request, name: str) -> Reply:
         qualifier = parse_qs(request.query).get("Qualifier", [None])[0] if request.query else None
@@ -165,8 +222,8 @@ class Service:
         result = await invocation.done
         return _answer(result, invocation.request_id)
 
-    async def status(self) -> Reply:
-        body = await status(self.invocations, self.runtime)
+    async def status(self, request: Request) -> Reply:
+        body = await status(self.invocations, self.runtime, _on_loopback(request))
         return 200, json.dumps(body, indent=2).encode(), [(b"content-type", JSON_UTF8)]
 
     # The Runtime API.
@@ -175,9 +232,11 @@ class Service:
         self.snapshot.done()  # a worker polls: the after-restore hooks, if any, finished
         if not self.runtime.ready:  # a worker polls: perhaps the last one to start
             self.runtime.check_ready()
+        self.runtime.initialised = True  # as on Lambda: init is over once a worker asks
         invocation = self.invocations.take() or await self._wait_for_invocation(request)
         if invocation is None:
             return None
+        invocation.peer = request.peer  # only this connection may answer it
         headers = [
             (b"Lambda-Runtime-Aws-Request-Id", invocation.request_id.encode()),
             (b"Lambda-Runtime-Deadline-Ms", b"%d" % invocation.deadline_ms),
@@ -216,29 +275,51 @@ class Service:
 
     async def response(self, request: Request, request_id: str) -> Reply:
         body, size = await request.body(answers.RESPONSE_LIMIT)
-        if not self.invocations.is_running(request_id):
-            return invalid_request_id()
+        refusal = self._not_answerable(request, request_id)
+        if refusal is not None:
+            return refusal
         if body is None:
-            self.invocations.finish(request_id, answers.response_too_large(size))
-            return 413, json.dumps({
-                "errorMessage": f"Exceeded maximum allowed payload size "
-                                f"({answers.RESPONSE_LIMIT} bytes).",
-                "errorType": "RequestEntityTooLarge"}).encode(), [(b"content-type", JSON_UTF8)]
+            return self._too_large(request_id, size)
         content_type = request.header(b"content-type") or "application/json"
         self.invocations.finish(request_id, answers.success(body, content_type))
         return accepted()
 
     async def error(self, request: Request, request_id: str) -> Reply:
-        body, _ = await request.body(answers.RESPONSE_LIMIT)
-        if not self.invocations.is_running(request_id):
-            return invalid_request_id()
+        body, size = await request.body(answers.RESPONSE_LIMIT)
+        refusal = self._not_answerable(request, request_id)
+        if refusal is not None:
+            return refusal
+        if body is None:  # was answered {"errorMessage": ""}: the error silently dropped
+            return self._too_large(request_id, size)
         if not body:
             body = answers.error_body(request.header(ERROR_TYPE_HEADER, "Unhandled") or "", "")
         self.invocations.finish(request_id, answers.function_error(body))
         return accepted()
 
+    def _not_answerable(self, request: Request, request_id: str) -> Reply | None:
+        """None when this connection may answer `request_id`: the one it was handed out on,
+        or the runtime's supervisor (it reports the invocations of workers that died)."""
+        invocation = self.invocations.get(request_id)
+        if invocation is None:
+            return invalid_request_id()
+        if invocation.peer is request.peer or not peers.SUPPORTED \
+                or (request.peer.pid and request.peer.pid == self.runtime.pid):
+            return None
+        return not_its_connection()
+
+    def _too_large(self, request_id: str, size: int) -> Reply:
+        """A result or an error over the payload limit: the invoker gets
+        Function.ResponseSizeTooLarge with the size, the worker Lambda's 413."""
+        self.invocations.finish(request_id, answers.response_too_large(size))
+        return 413, json.dumps({
+            "errorMessage": f"Exceeded maximum allowed payload size "
+                            f"({answers.RESPONSE_LIMIT} bytes).",
+            "errorType": "RequestEntityTooLarge"}).encode(), [(b"content-type", JSON_UTF8)]
+
     async def init_error(self, request: Request) -> Reply:
         body, _ = await request.body(answers.RESPONSE_LIMIT)
+        if self.runtime.initialised:  # a worker already asked for work: init succeeded
+            return invalid_state_transition()
         body = body or answers.error_body(
             request.header(ERROR_TYPE_HEADER, "Runtime.Unknown") or "", "")
         self.runtime.init_failed = True
@@ -322,6 +403,39 @@ def _only(request: Request, method: str, handler: Handler) -> Handler | Reply:
     return reply
 
 
+def own_host_names(host: str) -> frozenset[str]:
+    """The names that may stand in a caller's Host: localhost, the one the service was told to
+    listen on, and this machine's own (IP addresses are taken as they are)."""
+    names = {"localhost", host.lower()}
+    with contextlib.suppress(OSError):
+        names.update((socket.gethostname().lower(), socket.getfqdn().lower()))
+    return frozenset(names)
+
+
+def _host_name(authority: str) -> str:
+    """'[::1]:9000' -> '::1', 'example:9000' -> 'example', '::1' -> '::1'."""
+    if authority.startswith("["):
+        return authority[1:authority.find("]")]
+    name, colon, port = authority.rpartition(":")
+    return name if colon and ":" not in name and port.isdigit() else authority
+
+
+def _on_loopback(request: Request) -> bool:
+    client = request.scope.get("client")
+    return client is not None and _is_loopback(str(client[0]))
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
+
+
 def _plain(status: int, reason: str) -> Reply:
     return status, f"{status}: {reason}".encode(), [(b"content-type", b"text/plain; charset=utf-8")]
 
@@ -337,6 +451,30 @@ def _answer(result: Result, request_id: str | None = None) -> Reply:
 
 def accepted() -> Reply:
     return 202, ACCEPTED_BODY, [(b"content-type", JSON_UTF8)]
+
+
+def _runtime_api_error(status: int, error_type: str, message: str) -> Reply:
+    body = json.dumps({"errorMessage": message, "errorType": error_type})
+    return status, body.encode(), [(b"content-type", JSON_UTF8)]
+
+
+def not_a_worker() -> Reply:
+    return _runtime_api_error(403, "AccessDeniedException",
+                              "forkric local: the Runtime API serves only the processes of the "
+                              "runtime it started")
+
+
+def not_its_connection() -> Reply:
+    return _runtime_api_error(403, "InvalidRequestID",
+                              "forkric local: this request id was handed out on another "
+                              "connection, and only that one may answer it")
+
+
+def invalid_state_transition() -> Reply:
+    # The RIE's answer to an init error once init is over (observed, aws-sam-cli 1.170).
+    return _runtime_api_error(403, "InvalidStateTransition",
+                              "State transition from Ready to InitError failed for runtime. "
+                              "Error: State transition is not allowed")
 
 
 def invalid_request_id() -> Reply:

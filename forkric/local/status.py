@@ -14,13 +14,19 @@ from forkric.local.invocations import Invocations
 from forkric.local.runtime import Runtime
 
 
-async def status(invocations: Invocations, runtime: Runtime) -> dict[str, Any]:
+async def status(invocations: Invocations, runtime: Runtime,
+                 request_ids: bool = True) -> dict[str, Any]:
+    """The status document; a busy worker's request id only when `request_ids` (the service
+    shows them to loopback callers only), an idle one's never (it held it last time)."""
     board = runtime.board()
     workers: dict[str, Any] = {}
     if board is not None:
         workers = board.status()
-        # Reading smaps takes a while for big processes: off the event loop.
         slots = workers.get("slots", [])
+        for slot in slots:
+            if not (request_ids and slot.get("state") == "busy"):
+                slot["request_id"] = ""
+        # Reading smaps takes a while for big processes: off the event loop.
         usages = await asyncio.get_running_loop().run_in_executor(
             None, _usages, [slot["pid"] for slot in slots])
         for slot, usage in zip(slots, usages, strict=True):

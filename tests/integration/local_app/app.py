@@ -1,5 +1,6 @@
 """Handlers for the `forkric local` tests: one behaviour each."""
 
+import json
 import logging
 import os
 import signal
@@ -74,3 +75,23 @@ def echo(event, context):
         "trace": os.environ.get("_X_AMZN_TRACE_ID"),
         "arn": context.invoked_function_arn,
     }
+
+
+def runtime_api_call(event, context):
+    """From inside a worker (a process of the runtime, on a connection of its own): one call to
+    the Runtime API, its status and body returned; with "s", a sleep as `slow`."""
+    import http.client
+
+    if "s" in event:
+        return slow(event, context)
+
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", event["path"], event.get("body", "{}").encode(),
+                 {"Lambda-Runtime-Function-Error-Type": "Forged"})
+    response = conn.getresponse()
+    return {"status": response.status, "body": json.loads(response.read())}
+
+
+def big_error(event, context):
+    raise RuntimeError("x" * event["n"])
