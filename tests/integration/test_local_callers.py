@@ -151,6 +151,7 @@ def test_status_shows_request_ids_of_busy_workers_only(tmp_path: Path) -> None:
     """Idle slots kept their last request id (issue 15, item 6)."""
     with local("app.slow", APP, workers=2, timeout=10, log_path=tmp_path / "log") as service:
         service.invoke({"s": 0})
+        wait_for(lambda: idle_slots(service), 20, "workers idle")
         thread, _ = in_background(lambda: service.invoke({"s": 1.5}))
         live = busy_request_id(service)
         slots = service.status()["workers"]["slots"]
