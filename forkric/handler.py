@@ -6,6 +6,7 @@ import contextlib
 import gc
 import importlib
 import os
+import site
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -60,14 +61,25 @@ def _collector_paused() -> Iterator[None]:
             gc.set_threshold(*thresholds)
 
 
+def _installed_roots() -> tuple[str, ...]:
+    """The folders installed libraries live in: the interpreter's prefixes and site-packages."""
+    folders = {sys.prefix, sys.exec_prefix, sys.base_prefix, *site.getsitepackages(),
+               site.getusersitepackages()}
+    return tuple(os.path.realpath(folder) + os.sep for folder in folders if folder)
+
+
 def forget_modules(task_root: str) -> list[str]:
     """Drop the user's own modules (those under the task root) from sys.modules, so that the next
     import runs their code again; returns their names."""
     root = os.path.realpath(task_root) + os.sep
+    installed = _installed_roots()
     forgotten = []
     for module_name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None) or ""
-        if file and os.path.realpath(file).startswith(root):
+        path = os.path.realpath(file) if file else ""
+        # A virtual environment inside the project folder (.venv) is under the task root too;
+        # its libraries (psutil, forkric itself) are not the user's, and must stay imported.
+        if path.startswith(root) and not path.startswith(installed):
             del sys.modules[module_name]
             forgotten.append(module_name)
             # Its bytecode is checked against the source's mtime in whole seconds and its size:

@@ -3,7 +3,9 @@ init error (type, message, stack trace) for every way a handler string can go wr
 
 from __future__ import annotations
 
+import site
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,20 @@ def test_what_the_import_does_to_the_collector_holds_after_it(code_dir: Any) -> 
     finally:
         gc.enable()
         gc.set_threshold(*before)
+
+
+def test_forgetting_the_users_modules_keeps_a_virtual_environment_inside_the_task_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -m venv .venv` in the project folder: psutil's file is under the task root too.
+    # Forgotten, psutil failed in every worker (KeyError: 'psutil') under --import-mode
+    # per-worker, which auto chooses under forkric local.
+    site_packages = tmp_path / ".venv" / "lib" / "python3" / "site-packages"
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(site_packages)])
+    library, mine = types.ModuleType("fake_installed_lib"), types.ModuleType("fake_user_mod")
+    library.__file__ = str(site_packages / "fake_installed_lib.py")
+    mine.__file__ = str(tmp_path / "fake_user_mod.py")
+    monkeypatch.setitem(sys.modules, "fake_installed_lib", library)
+    monkeypatch.setitem(sys.modules, "fake_user_mod", mine)
+    assert handler.forget_modules(str(tmp_path)) == ["fake_user_mod"]
+    assert sys.modules["fake_installed_lib"] is library
