@@ -143,6 +143,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stuck_grace_s", "--stuck-grace", ("FORKRIC_STUCK_GRACE_S",),
             _non_negative_float, "kill a worker busy this many seconds past its deadline "
             "(0: at the deadline)", default="1"),
+    Setting("start_timeout_s", "--start-timeout", ("FORKRIC_START_TIMEOUT_S",),
+            _positive_float, "kill and replace (under the backoff) a worker that has not "
+            "reached its first poll this many seconds after its fork", default="60"),
     Setting("shutdown_grace_s", "--shutdown-grace", ("FORKRIC_SHUTDOWN_GRACE_S",),
             _non_negative_float, "on SIGTERM, seconds busy workers may take to finish (0: none)",
             default="10"),
@@ -217,6 +220,7 @@ class Config:
     max_requests: int = 0
     max_requests_jitter: int = 0
     stuck_grace_s: float = 1.0
+    start_timeout_s: float = 60.0
     shutdown_grace_s: float = 10.0
     trace_leaks: bool = False
     status_file: str = ""

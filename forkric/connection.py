@@ -8,7 +8,10 @@ client; this connection brings the whole invocation under awslambdaric's (see th
 
 from __future__ import annotations
 
+import os
+import select
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httptools
@@ -30,6 +33,23 @@ def _text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """A way to abandon a request while no byte of its answer has arrived (the worker's stop).
+
+    `fd` becomes readable when something may want the wait to end (the wakeup fd a signal writes
+    to); `leave` is then asked, and True abandons the request with `Interrupted`. Once a byte of
+    the answer is in, the request runs to its end whatever `leave` would say.
+    """
+
+    fd: int
+    leave: Callable[[], bool]
+
+
+class Interrupted(Exception):
+    """The request was abandoned before any byte of its answer arrived; the socket is closed."""
 
 
 class _StatusReader:
@@ -67,8 +87,16 @@ class _Reader(_StatusReader):
 
 
 class Connection:
-    def __init__(self, host: str, port: int, user_agent: str) -> None:
+    """One HTTP/1.1 connection, opened on first use and again after any failure.
+
+    `timeout` (seconds) bounds the connect and every read and write; None waits for ever, as the
+    long poll of /next must.
+    """
+
+    def __init__(self, host: str, port: int, user_agent: str,
+                 timeout: float | None = None) -> None:
         self.host, self.port = host, port
+        self.timeout = timeout
         self.fixed = f"Host: {host}:{port}\r\nUser-Agent: {user_agent}\r\n"
         self.sock: socket.socket | None = None
 
@@ -79,15 +107,17 @@ class Connection:
 
     def _socket(self) -> socket.socket:
         if self.sock is None:
-            # No timeout: /next blocks until an invocation arrives, however long that is.
-            sock = socket.create_connection((self.host, self.port))
+            # No timeout for workers: /next blocks until an invocation arrives, however long.
+            sock = socket.create_connection((self.host, self.port), self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock = sock
         return self.sock
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, read_headers: bool = True) -> Response:
-        """Send one request and read its whole response; on any failure the socket is closed."""
+                headers: dict[str, str] | None = None, read_headers: bool = True,
+                interrupt: Interrupt | None = None) -> Response:
+        """Send one request and read its whole response; on any failure (OSError, ConnectionError
+        for a bad response, Interrupted) the socket is closed and the error raised."""
         head = f"{method} {path} HTTP/1.1\r\n{self.fixed}"
         if headers:
             head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
@@ -101,6 +131,8 @@ class Connection:
                 sock.sendall(body)
             else:
                 sock.sendall(data + body if body else data)
+            if interrupt is not None:
+                _await_answer(sock, interrupt)
             return self._read(sock, _Reader() if read_headers else _StatusReader())
         except BaseException:
             self.close()
@@ -119,3 +151,28 @@ class Connection:
         if not reader.keep_alive:
             self.close()
         return Response(parser.get_status_code(), reader.headers, b"".join(reader.body))
+
+
+def _await_answer(sock: socket.socket, interrupt: Interrupt) -> None:
+    """Wait until the answer's first byte is readable; raise Interrupted if `leave` says so
+    first. A signal's wakeup byte in `interrupt.fd` ends each wait: nothing can slip between a
+    check of `leave` and the wait (a signal handler that raised could land after the answer
+    arrived, and lose the invocation it carried)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    poller.register(interrupt.fd, select.POLLIN)
+    while True:
+        ready = [fd for fd, _ in poller.poll()]
+        if sock.fileno() in ready:
+            return
+        _drain(interrupt.fd)
+        if interrupt.leave():
+            raise Interrupted("left before the answer began")
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from forkric.connection import Connection, Response
+from forkric.connection import Connection, Interrupt, Response
 from forkric.marshal import to_json
 
 API_VERSION = "/2018-06-01"
@@ -23,7 +23,7 @@ log = logging.getLogger("forkric")
 
 
 class RuntimeAPIError(Exception):
-    """The Runtime API answered with an unexpected status."""
+    """The Runtime API answered with an unexpected status (`status`)."""
 
     def __init__(self, path: str, status: int, body: bytes) -> None:
         super().__init__(f"{path}: HTTP {status}: {body[:200]!r}")
@@ -47,6 +47,9 @@ class RuntimeAPIExit(Exception):
 
 @dataclass
 class Invocation:
+    """One invocation as `/next` delivered it: the deadline in epoch milliseconds (now + 3 s when
+    the Runtime API sent none), the raw event body, every header by lower-case name."""
+
     request_id: str
     deadline_ms: int
     body: bytes
@@ -57,9 +60,14 @@ class Invocation:
 
 
 class RuntimeAPI:
-    """Calls to one Runtime API address, each on the same kept-alive connection."""
+    """Calls to one Runtime API address (`host:port`), each on the same kept-alive connection.
 
-    def __init__(self, address: str, next_retries: int = 10, max_backoff_s: float = 2.0) -> None:
+    Not thread-safe: one per process (a worker's own, or the supervisor's for reporting).
+    `timeout` bounds every call, in seconds; None (a worker's) lets `/next` wait for ever.
+    """
+
+    def __init__(self, address: str, next_retries: int = 10, max_backoff_s: float = 2.0,
+                 timeout: float | None = None) -> None:
         from forkric import __version__
 
         host, _, port = address.rpartition(":")
@@ -67,26 +75,34 @@ class RuntimeAPI:
         self.next_retries = next_retries
         self.max_backoff_s = max_backoff_s
         self.user_agent = USER_AGENT.format(__version__, sys.version_info)
-        self.conn = Connection(self.host, self.port, self.user_agent)
+        self.conn = Connection(self.host, self.port, self.user_agent, timeout)
 
     def close(self) -> None:
+        """Close the connection; the next call opens another."""
         self.conn.close()
 
     def _call(self, method: str, path: str, body: bytes | None = None,
-              headers: dict[str, str] | None = None) -> Response:
+              headers: dict[str, str] | None = None,
+              interrupt: Interrupt | None = None) -> Response:
         # Only an invocation's headers are read: the answers to posts carry nothing we use.
         reply = self.conn.request(method, API_VERSION + path, body, headers,
-                                  read_headers=method == "GET")
+                                  read_headers=method == "GET", interrupt=interrupt)
         if reply.status == 500:
             raise RuntimeAPIExit(f"{path}: the Runtime API answered 500: the runtime must exit")
         return reply
 
-    def next(self) -> Invocation:
-        """Wait for the next invocation; a failed call is retried with backoff, then given up."""
+    def next(self, interrupt: Interrupt | None = None) -> Invocation:
+        """Wait for the next invocation, as long as it takes.
+
+        A failed call (refused, reset, an unexpected status) is retried `next_retries` times with
+        backoff from 0.1 s doubling to `max_backoff_s`, then RuntimeAPIExit is raised; so it is at
+        once when the Runtime API answers 500. `interrupt` may abandon the wait while no byte of
+        an answer has arrived (connection.Interrupted); an answer that began is always returned.
+        """
         delay = 0.1
         for attempt in range(self.next_retries + 1):
             try:
-                reply = self._call("GET", "/runtime/invocation/next")
+                reply = self._call("GET", "/runtime/invocation/next", interrupt=interrupt)
                 if reply.status == 200:
                     return _invocation(reply)
                 failure: Exception = RuntimeAPIError("/runtime/invocation/next",
@@ -103,6 +119,8 @@ class RuntimeAPI:
 
     def post_response(self, request_id: str, body: bytes, content_type: str,
                       invocation_id: str | None = None) -> int:
+        """Post an invocation's result; the HTTP status (202 accepted, 413 over the payload
+        limit, ...). OSError when the Runtime API cannot be reached, RuntimeAPIExit on 500."""
         path = f"/runtime/invocation/{request_id}/response"
         headers = {"Content-Type": content_type}
         if invocation_id:
@@ -112,6 +130,9 @@ class RuntimeAPI:
     def post_error(self, request_id: str, error: dict[str, Any],
                    xray_cause: dict[str, Any] | None = None,
                    invocation_id: str | None = None) -> int:
+        """Post an invocation's error body (`errorMessage`, `errorType`, `requestId`,
+        `stackTrace`), its X-Ray cause as a header when under 1 MiB; the HTTP status, errors as
+        `post_response`."""
         path = f"/runtime/invocation/{request_id}/error"
         headers = _error_headers(error, xray_cause)
         if invocation_id:
@@ -119,7 +140,9 @@ class RuntimeAPI:
         return self._call("POST", path, to_json(error).encode("utf-8"), headers).status
 
     def post_init_error(self, error: dict[str, Any], error_type: str | None = None) -> int:
-        """Report an init error; `error_type` (the header) defaults to the body's errorType."""
+        """Report an init error; `error_type` (the header) defaults to the body's errorType. The
+        HTTP status (202 expected; 403 in managed-instances mode when another process already
+        did); errors as `post_response`."""
         headers = _error_headers(error, None)
         if error_type:
             headers[ERROR_TYPE_HEADER] = error_type

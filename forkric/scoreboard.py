@@ -1,11 +1,15 @@
 """The shared scoreboard: one slot per worker in a shared mmap made before the first fork.
 
-Each worker writes only its own slot; the supervisor reads them all to know which invocation a
-dead or stuck worker held. Backed by a file (`--status-file`), other processes can read it too:
-`forkric local` serves it as its status endpoint.
+Each slot has one writer at a time: the supervisor prepares it before forking a worker (state
+`starting`, no pid), the worker alone writes it from its first instruction after the fork until it
+dies (its pid first), and the supervisor clears it after reaping the worker. The supervisor only
+reads a live worker's slot, to know which invocation a dead or stuck worker held. Backed by a file
+(`--status-file`), other processes can read it too: `forkric local` serves it as its status
+endpoint.
 
 A worker writes the request id and deadline before it flips its state to busy, and the state
-back to idle when done; a reader that sees `busy` therefore sees that invocation's fields.
+back to idle when done; a reader that sees `busy` therefore sees that invocation's fields. Likewise
+it writes the exit status it announces before the state `exiting`.
 """
 
 from __future__ import annotations
@@ -17,37 +21,54 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from forkric.protocol import Exit, SlotState
+
 MAGIC = b"FKRC"
-VERSION = 1
+VERSION = 2
 CAPACITY = 256
 
 # magic, version, capacity, supervisor pid, started, recycles, crashes, kills, spawns, and the
 # number of workers the supervisor wants
 _HEADER = struct.Struct("<4sHHid5Q")
-# pid, state, request id, deadline (epoch ms), invocations, rss kB, uss kB, started
-_SLOT = struct.Struct("<iB64sqQQQd")
+# pid, state, request id, deadline (epoch ms), invocations, rss kB, uss kB, started (epoch s),
+# the exit status announced with `exiting`
+_SLOT = struct.Struct("<iB64sqQQQdB")
 _HOLDER = struct.Struct("<iB64s")  # the head of a slot: pid, state, request id
+_PID_AT, _STATE_AT, _REQUEST_AT = 0, 4, 5
+_SERVED_AT = struct.calcsize("<iB64sq")
+_MEMORY_AT = _SERVED_AT + 8
+_ANNOUNCED_AT = _SLOT.size - 1
 
-EMPTY, STARTING, IDLE, BUSY, EXITING = range(5)
-STATE_NAMES = ("empty", "starting", "idle", "busy", "exiting")
+# The states as numbers, for readers that compare many slots quickly.
+EMPTY, STARTING, IDLE, BUSY, EXITING = (int(state) for state in SlotState)
 
 _COUNTERS = ("recycles", "crashes", "kills", "spawns", "workers")
 
 
 @dataclass
 class Slot:
+    """One slot as read at one moment: times in epoch seconds (`started`) and milliseconds
+    (`deadline_ms`), memory in kB (as of the worker's last check, 0 before)."""
+
     index: int
-    pid: int
-    state: str
-    request_id: str
+    pid: int  # 0 until the forked worker writes its own
+    state: SlotState
+    request_id: str  # the invocation held while busy (ASCII, at most 64 characters)
     deadline_ms: int
     invocations: int
     rss_kb: int
     uss_kb: int
     started: float
+    announced: int  # the exit status announced with `exiting`
 
 
 class Scoreboard:
+    """The whole board: a header of counters the supervisor keeps, then `capacity` slots.
+
+    Safe to read from any process at any time (a torn read of a slot being written shows old and
+    new fields mixed, never garbage); each slot is written by one process at a time (see above).
+    """
+
     def __init__(self, buffer: mmap.mmap, capacity: int) -> None:
         self.buffer = buffer
         self.capacity = capacity
@@ -86,27 +107,33 @@ class Scoreboard:
     # The supervisor's side.
 
     def counters(self) -> dict[str, int]:
+        """recycles, crashes, kills, spawns (totals since start) and workers (wanted now)."""
         values = _HEADER.unpack_from(self.buffer, 0)[5:]
         return dict(zip(_COUNTERS, values, strict=True))
 
     def count(self, name: str, delta: int = 1) -> None:
+        """Add `delta` to a counter (never below 0); the supervisor's alone. ValueError if the
+        name is not a counter."""
         position = _COUNTERS.index(name)
         offset = _HEADER.size - (len(_COUNTERS) - position) * 8
         (value,) = struct.unpack_from("<Q", self.buffer, offset)
         struct.pack_into("<Q", self.buffer, offset, max(value + delta, 0))
 
-    def assign(self, index: int, pid: int) -> None:
-        _SLOT.pack_into(self.buffer, self._offset(index), pid, STARTING, b"", 0, 0, 0, 0,
-                        time.time())
+    def prepare(self, index: int) -> None:
+        """Before forking a worker for this slot: `starting`, no pid yet, started now."""
+        _SLOT.pack_into(self.buffer, self._offset(index), 0, STARTING, b"", 0, 0, 0, 0,
+                        time.time(), 0)
 
     def clear(self, index: int) -> None:
-        _SLOT.pack_into(self.buffer, self._offset(index), 0, EMPTY, b"", 0, 0, 0, 0, 0.0)
+        """After reaping the slot's worker: empty."""
+        _SLOT.pack_into(self.buffer, self._offset(index), 0, EMPTY, b"", 0, 0, 0, 0, 0.0, 0)
 
     def slot(self, index: int) -> Slot:
-        pid, state, rid, deadline, served, rss, uss, started = _SLOT.unpack_from(
+        """Slot `index` (0 <= index < capacity, else IndexError or struct.error) as read now."""
+        pid, state, rid, deadline, served, rss, uss, started, announced = _SLOT.unpack_from(
             self.buffer, self._offset(index))
-        return Slot(index, pid, STATE_NAMES[state], rid.rstrip(b"\0").decode("ascii", "replace"),
-                    deadline, served, rss, uss, started)
+        return Slot(index, pid, SlotState(state), rid.rstrip(b"\0").decode("ascii", "replace"),
+                    deadline, served, rss, uss, started, announced)
 
     def holder(self, index: int) -> tuple[int, bool, bytes]:
         """A slot's pid, whether it is busy, and its request id (NUL-padded): a cheap read for
@@ -115,46 +142,57 @@ class Scoreboard:
         return pid, state == BUSY, request_id
 
     def slots(self) -> list[Slot]:
-        return [s for s in map(self.slot, range(self.capacity)) if s.state != "empty"]
+        """Every slot that is not empty."""
+        return [s for s in map(self.slot, range(self.capacity)) if s.state is not SlotState.EMPTY]
 
     def status(self) -> dict[str, Any]:
         """Everything a person or a tool watching a run wants, as plain data."""
         header = _HEADER.unpack_from(self.buffer, 0)
         return {"supervisor_pid": header[3], "started": header[4], **self.counters(),
-                "slots": [asdict(s) for s in self.slots()]}
+                "slots": [{**asdict(s), "state": s.state.label} for s in self.slots()]}
 
 
 class WorkerSlot:
-    """A worker's own slot: cheap writes on the hot path, one `pack_into` each."""
-
-    _STATE_AT = 4
-    _REQUEST_AT = 5
-    _SERVED_AT = _SLOT.size - 8 * 4
-    _MEMORY_AT = _SERVED_AT + 8
+    """A worker's own slot: cheap writes on the hot path, one `pack_into` each. Made in the
+    worker, right after its fork; `claim` is its first write."""
 
     def __init__(self, board: Scoreboard, index: int) -> None:
-        self.buffer = board.buffer
+        self.buffer: mmap.mmap | bytearray = board.buffer
         self.base = board._offset(index)
         self.served = 0
 
+    def claim(self, pid: int) -> None:
+        """The worker's first write: its pid (the supervisor left it 0 and the state starting)."""
+        struct.pack_into("<i", self.buffer, self.base + _PID_AT, pid)
+
+    def detach(self) -> None:
+        """A process the handler forked from the worker must never write the worker's slot: from
+        here on this object writes to private memory."""
+        self.buffer = bytearray(len(self.buffer))
+
     def _state(self, state: int) -> None:
-        self.buffer[self.base + self._STATE_AT] = state
+        self.buffer[self.base + _STATE_AT] = state
 
     def idle(self) -> None:
         self._state(IDLE)
 
-    def exiting(self) -> None:
+    def exiting(self, announced: Exit) -> None:
+        """Announce the exit status this worker is about to leave with, then the state."""
+        self.buffer[self.base + _ANNOUNCED_AT] = int(announced)
         self._state(EXITING)
 
     def busy(self, request_id: str, deadline_ms: int) -> None:
-        struct.pack_into("<64sq", self.buffer, self.base + self._REQUEST_AT,
+        """Holding an invocation: its id (ASCII, cut to 64 characters) and deadline (epoch ms)."""
+        struct.pack_into("<64sq", self.buffer, self.base + _REQUEST_AT,
                          request_id.encode("ascii", "replace"), deadline_ms)
         self._state(BUSY)
 
     def done(self) -> None:
+        """The invocation is answered: one more served, idle again."""
         self.served += 1
-        struct.pack_into("<Q", self.buffer, self.base + self._SERVED_AT, self.served)
+        struct.pack_into("<Q", self.buffer, self.base + _SERVED_AT, self.served)
         self._state(IDLE)
 
     def memory(self, rss_kb: int, uss_kb: int) -> None:
-        struct.pack_into("<QQ", self.buffer, self.base + self._MEMORY_AT, rss_kb, uss_kb)
+        """The last memory check, kB."""
+        struct.pack_into("<QQ", self.buffer, self.base + _MEMORY_AT, rss_kb, uss_kb)

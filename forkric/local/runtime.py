@@ -21,10 +21,9 @@ import psutil
 
 from forkric.config import LOCAL_ENV, SETTINGS, Config
 from forkric.local import metadata, peers
+from forkric.protocol import LMI_SOCKET_ENV, SlotState, returncode_end
 from forkric.scoreboard import Scoreboard
 from forkric.snapstart import INITIALIZATION_TYPE_ENV, SNAP_START
-from forkric.supervisor import SIGNAL_WORDS
-from forkric.worker import LMI_SOCKET_ENV
 
 MAX_BACKOFF_S = 5.0
 LINE_LIMIT = 1024 * 1024
@@ -44,12 +43,7 @@ class Plan:
 
 def wording(returncode: int) -> str:
     """How Lambda words the end of a runtime process: 'signal: killed', 'exit status 1'."""
-    if returncode < 0:
-        sig = -returncode
-        with contextlib.suppress(ValueError):
-            return "signal: " + (SIGNAL_WORDS.get(signal.Signals(sig)) or f"signal {sig}")
-        return f"signal: signal {sig}"
-    return f"exit status {returncode}"
+    return returncode_end(returncode)
 
 
 def child_environment(plan: Plan, runtime_api: str, status_file: str) -> dict[str, str]:
@@ -194,7 +188,8 @@ class Runtime:
         if board is None or self.ready:
             return self.ready
         wanted = board.counters()["workers"]
-        polling = sum(1 for slot in board.slots() if slot.pid and slot.state in ("idle", "busy"))
+        polling = sum(1 for slot in board.slots()
+                      if slot.pid and slot.state in (SlotState.IDLE, SlotState.BUSY))
         if wanted and polling >= wanted:
             self.ready = True
             self.on_line(f"forkric local: ready: {polling} worker(s) polling, "

@@ -180,13 +180,13 @@ def test_max_requests_recycles_after_n_invocations() -> None:
 
 def test_workers_dying_at_start_back_off_instead_of_fork_looping() -> None:
     with runtime("crash_at_fork", 1) as rt:
-        wait_for(lambda: rt.log().count("holding no invocation") >= 4, 15, "four failed starts")
-        seen = rt.log().count("holding no invocation")
+        wait_for(lambda: rt.log().count("before its first poll") >= 4, 15, "four failed starts")
+        seen = rt.log().count("before its first poll")
         assert "next start in 0.8 s" in rt.log()
         started = time.monotonic()
         # With backoff the next two seconds hold a handful of starts, not thousands.
         wait_for(lambda: time.monotonic() - started > 2, 5, "two seconds")
-        assert rt.log().count("holding no invocation") - seen <= 3
+        assert rt.log().count("before its first poll") - seen <= 3
 
 
 def test_init_error_is_reported_once_by_the_supervisor() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from forkric.protocol import Exit, SlotState
 from forkric.scoreboard import CAPACITY, Scoreboard, WorkerSlot
 
 from .conftest import run_python
@@ -25,35 +26,38 @@ def test_create_anonymous() -> None:
     assert Scoreboard.create().capacity == CAPACITY
 
 
-def test_assign_busy_done_memory() -> None:
+def test_prepare_claim_busy_done_memory() -> None:
     board = Scoreboard.create(capacity=3)
-    board.assign(1, 4242)
+    board.prepare(1)
     slot = board.slot(1)
-    assert (slot.pid, slot.state, slot.request_id, slot.invocations) == (4242, "starting", "", 0)
+    assert (slot.pid, slot.state, slot.request_id, slot.invocations) == (
+        0, SlotState.STARTING, "", 0)
     assert slot.started > 0
     worker = WorkerSlot(board, 1)
+    worker.claim(4242)
+    assert board.slot(1).pid == 4242
     worker.idle()
-    assert board.slot(1).state == "idle"
+    assert board.slot(1).state == SlotState.IDLE
     worker.busy("8f2c-request-id", 1_700_000_000_123)
     slot = board.slot(1)
     assert (slot.state, slot.request_id, slot.deadline_ms) == (
-        "busy", "8f2c-request-id", 1_700_000_000_123)
+        SlotState.BUSY, "8f2c-request-id", 1_700_000_000_123)
     worker.done()
     worker.memory(123_456, 7_890)
     slot = board.slot(1)
     assert (slot.state, slot.invocations, slot.rss_kb, slot.uss_kb, slot.pid) == (
-        "idle", 1, 123_456, 7_890, 4242)
+        SlotState.IDLE, 1, 123_456, 7_890, 4242)
     worker.busy("short", 5)
     assert board.slot(1).request_id == "short"  # a shorter id leaves no tail of the old one
     worker.done()
     assert board.slot(1).invocations == 2 == worker.served
-    worker.exiting()
-    assert board.slot(1).state == "exiting"
+    worker.exiting(Exit.RECYCLE)
+    assert (board.slot(1).state, board.slot(1).announced) == (SlotState.EXITING, 90)
     # neighbours are untouched
-    assert board.slot(0).state == "empty" and board.slot(2).state == "empty"
+    assert board.slot(0).state == SlotState.EMPTY and board.slot(2).state == SlotState.EMPTY
     assert [s.index for s in board.slots()] == [1]
     board.clear(1)
-    assert board.slot(1).state == "empty" and board.slot(1).pid == 0
+    assert board.slot(1).state == SlotState.EMPTY and board.slot(1).pid == 0
 
 
 def test_long_and_non_ascii_request_ids() -> None:
@@ -82,7 +86,7 @@ def test_counters() -> None:
 
 def test_the_slots_are_shared_with_a_forked_child() -> None:
     board = Scoreboard.create(capacity=2)
-    board.assign(0, 0)
+    board.prepare(0)
     pid = os.fork()
     if pid == 0:  # the child writes its own slot and leaves at once
         try:
@@ -92,7 +96,7 @@ def test_the_slots_are_shared_with_a_forked_child() -> None:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert (board.slot(0).state, board.slot(0).request_id) == ("busy", "from-child")
+    assert (board.slot(0).state, board.slot(0).request_id) == (SlotState.BUSY, "from-child")
     assert board.counters()["spawns"] == 1
 
 
@@ -107,8 +111,9 @@ READER = """
 def test_file_backed_board_read_from_another_process(tmp_path: Path) -> None:
     path = tmp_path / "board"
     board = Scoreboard.create(str(path), capacity=8)
-    board.assign(0, 111)
-    board.assign(5, 222)
+    for index, pid in ((0, 111), (5, 222)):
+        board.prepare(index)
+        WorkerSlot(board, index).claim(pid)
     WorkerSlot(board, 5).busy("req-5", 1234)
     WorkerSlot(board, 0).memory(10, 2)
     board.count("spawns", 2)
@@ -123,7 +128,7 @@ def test_file_backed_board_read_from_another_process(tmp_path: Path) -> None:
     # the reader sees later writes too: the file is the shared memory
     reader = Scoreboard.open(str(path))
     WorkerSlot(board, 5).done()
-    assert reader.slot(5).state == "idle" and reader.slot(5).invocations == 1
+    assert reader.slot(5).state is SlotState.IDLE and reader.slot(5).invocations == 1
 
 
 def test_open_rejects_other_files(tmp_path: Path) -> None:

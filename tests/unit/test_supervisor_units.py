@@ -9,7 +9,8 @@ import signal
 import pytest
 
 from forkric.config import Config
-from forkric.supervisor import Death, exit_error, worker_limits
+from forkric.protocol import dead_worker_error
+from forkric.supervisor import worker_limits
 
 
 def test_request_limit_is_jittered_per_worker_within_bounds() -> None:
@@ -30,11 +31,6 @@ def test_memory_limit_and_function_timeout() -> None:
     assert limits.timeout_ms == 2500
 
 
-def _death(status: int) -> Death:
-    return Death(pid=1, index=0, status=status, peak_rss_kb=0, state="busy",
-                 request_id="r-1", invocations=0)
-
-
 # A wait status whose low 7 bits are a signal number means "killed by it"; 0x80 adds a core dump.
 @pytest.mark.parametrize(("status", "message"), [
     (signal.SIGKILL, "Runtime exited with error: signal: killed"),
@@ -47,13 +43,13 @@ def _death(status: int) -> Death:
 ])
 def test_exit_error_words_the_death_as_lambda_does(status: int, message: str) -> None:
     assert os.WIFSIGNALED(status) or os.WIFEXITED(status)
-    error = exit_error(_death(status), out_of_memory=False)
+    error = dead_worker_error("r-1", status, out_of_memory=False)
     assert error == {"errorType": "Runtime.ExitError",
                      "errorMessage": f"RequestId: r-1 Error: {message}"}
 
 
 def test_out_of_memory_error_type() -> None:
-    error = exit_error(_death(signal.SIGKILL), out_of_memory=True)
+    error = dead_worker_error("r-1", signal.SIGKILL, out_of_memory=True)
     assert error["errorType"] == "Runtime.OutOfMemory"
 
 
