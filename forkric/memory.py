@@ -45,8 +45,11 @@ class Watch:
     reading USS (a page-table walk: about 10 ms for a 250 MB process) as seldom as is safe.
 
     RSS bounds USS from above and costs one read of /proc: under the limit, nothing more is done.
-    Over it (a heavy handler's shared pages count in RSS), USS is read when it could have crossed
-    the limit by now at the fastest growth per invocation seen so far, or a second has passed.
+    Over it (a heavy handler's shared pages count in RSS), USS is read unless it cannot have
+    crossed the limit yet: the last USS read, plus all the RSS grown since (new private pages show
+    in RSS at once, whatever the leak's shape), plus the fastest growth RSS did not show (shared
+    pages turned private by writes) seen per invocation, for every invocation since and the next;
+    and at least once a second. A leak that speeds up is thus caught within one invocation.
     """
 
     MAX_SKIP_S = 1.0
@@ -56,24 +59,27 @@ class Watch:
         self.limit_kb = limit_kb
         self.read_rss, self.read_uss, self.clock = read_rss, read_uss, clock
         self.last_uss = 0
+        self.last_rss = 0  # RSS when USS was last read
         self.last_served = 0
         self.last_time = 0.0
-        self.rate = 0.0  # the largest USS growth per invocation between two reads, kB
+        self.rate = 0.0  # the largest USS growth per invocation that RSS did not show, kB
         self.measured = 0
 
     def check(self, served: int) -> tuple[int, int | None]:
-        """(RSS, USS or None if not read) after `served` invocations."""
+        """(RSS, USS or None if not read) after `served` invocations, kB."""
         rss = self.read_rss()
         if rss <= self.limit_kb:
             return rss, None
         since = served - self.last_served
-        projected = self.last_uss + self.rate * (since + 1)
+        grown = max(rss - self.last_rss, 0)
+        projected = self.last_uss + grown + self.rate * (since + 1)
         if self.measured >= 2 and projected < self.limit_kb \
                 and self.clock() - self.last_time < self.MAX_SKIP_S:
             return rss, None
         uss = self.read_uss()
         if self.measured and since:
-            self.rate = max(self.rate, (uss - self.last_uss) / since)
-        self.last_uss, self.last_served, self.last_time = uss, served, self.clock()
+            self.rate = max(self.rate, (uss - self.last_uss - grown) / since)
+        self.last_uss, self.last_rss = uss, rss
+        self.last_served, self.last_time = served, self.clock()
         self.measured += 1
         return rss, uss
