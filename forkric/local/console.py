@@ -76,8 +76,12 @@ class Console:
                 self.shown.add(kind)
             self.write(text)
             return
+        now = self.clock()
+        if not self.held and not self.init_error_repeats and \
+                now - self.last_summary >= self.window_s:
+            self.last_summary = now  # a new window starts with the first record held back
         self.held[kind] += 1
-        if self.clock() - self.last_summary >= self.window_s:
+        if now - self.last_summary >= self.window_s:
             self.summarise()
 
     def summarise(self) -> None:

@@ -85,3 +85,17 @@ def test_the_web_ui_listens_on_loopback_with_the_options(tmp_path: Path) -> None
     options = json.loads(page.split("window.templateArgs = ", 1)[1].split("\n", 1)[0])
     assert options["extra_options"]["event"]["default_value"] == '{"k": 1}'
     assert options["host"] == "http://127.0.0.1:9"
+
+
+def test_plain_locust_with_a_bad_event_stops_at_once(tmp_path: Path) -> None:
+    """The repository's locustfile, run by Locust itself from another folder: a bad event is one
+    line and exit status 2 before any user starts (it was a traceback, then a whole run of 0
+    requests)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(REPO / "loadtest" / "locustfile.py"),
+         "--headless", "-u", "1", "-t", "30s", "--host", "http://127.0.0.1:9",
+         "--event", "@missing.json"],
+        cwd=tmp_path, env=base_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "locust: bad --event: @missing.json: No such file or directory\n" in done.stderr
+    assert "Traceback" not in done.stderr

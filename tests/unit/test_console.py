@@ -104,3 +104,16 @@ def test_a_changed_init_error_is_shown() -> None:
     out.init_error(b"not json")
     assert written == ["forkric local: init error: A: one", "forkric local: init error: B: two",
                        "forkric local: init error: Runtime.Unknown"]
+
+
+def test_a_window_starts_with_the_first_record_held_back() -> None:
+    out, written, clock = console()
+    out.line(TEXT_RECORD)
+    clock.now = 100.0  # a long quiet time, then the errors come back
+    out.line(TEXT_RECORD)
+    clock.now = 104.0
+    out.line(TEXT_RECORD)
+    assert len(written) == 1  # not yet: the window began at 100
+    clock.now = 105.0
+    out.line(TEXT_RECORD)
+    assert written[1].startswith("forkric local: 3 more KeyError in the last 5 s")
