@@ -14,6 +14,7 @@ if sys.argv[:1] == ["-m"] and sys.path and not getattr(sys.flags, "safe_path", F
     del sys.path[0]
 
 from forkric.hooks import post_fork
+from forkric.streaming import StreamingResponse, response_stream
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "post_fork"]
+__all__ = ["StreamingResponse", "__version__", "post_fork", "response_stream"]

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from forkric import __version__, config, errors, handler, paths, prefork, snapstart
+from forkric import __version__, config, errors, handler, paths, prefork, snapstart, streaming
 from forkric.logs import UNHANDLED_INIT_WARNING, Logs, log_init_records
 from forkric.runtime_api import RuntimeAPI
 from forkric.scoreboard import CAPACITY
@@ -146,6 +146,7 @@ def run(cfg: config.Config) -> int:
         # The supervisor's own lines (starts, deaths, recycles) show even at the default WARNING.
         log.setLevel(logging.INFO)
     log_init_records(cfg.environ, min(cfg.workers, CAPACITY))
+    streaming.enable_for_all(cfg.response_streaming)
     task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
     try:
         with prefork.importing(cfg.runtime_api):

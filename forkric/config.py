@@ -167,6 +167,9 @@ SETTINGS: tuple[Setting, ...] = (
             "watch the task root's Python files; on a change, import the handler again and "
             "replace the workers one at a time (as SIGHUP to forkric local does)",
             frozenset({"local"}), default="off"),
+    Setting("response_streaming", "--response-streaming", ("FORKRIC_RESPONSE_STREAMING",),
+            _flag, "stream the response of every handler that returns a generator, async "
+            "generator or iterator, as @response_stream marks one handler", default="off"),
     Setting("host", "--host", ("FORKRIC_HOST",), str,
             "address of the Invoke API: where the service listens, or where clients call",
             SERVICE | CLIENT, default="127.0.0.1, loopback only"),
@@ -226,6 +229,7 @@ class Config:
     status_file: str = ""
     import_mode: str = "auto"
     post_fork: str = ""
+    response_streaming: bool = False
     timeout_s: float = 0.0  # 0: unknown, the deadlines Lambda sends are believed
     host: str = "127.0.0.1"
     port: int = 9000

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from forkric.local.streams import Stream
 
 # Lambda's buffered payload limits: 6 MiB in; the response may be 100 bytes more (its own figure).
 REQUEST_LIMIT = 6 * 1024 * 1024
@@ -21,6 +24,7 @@ class Result:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Stream | None = None  # a streamed response: its body comes from here
 
     @property
     def function_error(self) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from forkric.local import answers
 from forkric.local.answers import Result
+from forkric.local.streams import Stream
 
 
 def request_id() -> str:
@@ -44,6 +45,7 @@ class Invocation:
     timer: asyncio.TimerHandle | None = None
     log: str = ""  # the invocation's log lines, filled in when it finishes
     peer: object = None  # the connection it was handed out on (asgi.Peer)
+    stream: Stream | None = None  # its response, while the worker streams it
 
     @property
     def arn(self) -> str:
@@ -136,8 +138,17 @@ class Invocations:
             self.counts.timeouts += 1
             self.finish(invocation.request_id, answers.timed_out(self.timeout_s))
 
+    def begin_stream(self, invocation: Invocation, stream: Stream) -> None:
+        """The worker started streaming: the invoker is answered with the stream now; the
+        invocation runs on (its timeout too) until `finish` gives the stream its end."""
+        invocation.stream = stream
+        if not invocation.done.done():
+            invocation.done.set_result(Result(200, content_type=stream.content_type,
+                                              stream=stream))
+
     def finish(self, request_id: str, result: Result) -> bool:
-        """End a running invocation with its result; False when it is unknown or already over."""
+        """End a running invocation with its result; False when it is unknown or already over.
+        A streamed one ends its stream with the result (an error, a timeout, or success)."""
         invocation = self.running.pop(request_id, None)
         if invocation is None:
             return False
@@ -150,7 +161,9 @@ class Invocations:
         try:
             self.on_finish(invocation, result)
         finally:  # whatever the bookkeeping does, the invoker gets its answer
-            if not invocation.done.done():
+            if invocation.stream is not None:
+                invocation.stream.end(result)
+            elif not invocation.done.done():
                 invocation.done.set_result(result)
         return True
 

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from forkric.config import FUNCTION_NAME
-from forkric.local import answers, metadata, peers
+from forkric.local import answers, eventstream, metadata, peers, streams
 from forkric.local.answers import Result
 from forkric.local.asgi import (
     Disconnected,
@@ -41,6 +41,7 @@ from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Runtime, wording
 from forkric.local.snapshot import Snapshot
 from forkric.local.status import status
+from forkric.local.streams import Stream
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 NEXT_PATH = RUNTIME_PREFIX + "/invocation/next"
@@ -50,6 +51,9 @@ RESTORE_NEXT_PATH = RUNTIME_PREFIX + "/restore/next"
 RESTORE_ERROR_PATH = RUNTIME_PREFIX + "/restore/error"
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
+STREAM_INVOKE_PREFIX = "/2021-11-15/functions/"  # InvokeWithResponseStream
+STREAM_INVOKE_SUFFIX = "/response-streaming-invocations"
+RESPONSE_MODE_HEADER = b"lambda-runtime-function-response-mode"
 STATUS_PATH = "/status"
 TAIL_BYTES = 4096
 CLIENT_CONTEXT_LIMIT = 3583  # Lambda's limit on the decoded X-Amz-Client-Context
@@ -65,7 +69,16 @@ ACCEPTED_BODY = json.dumps({"status": "OK"}).encode()
 QUALIFIER = re.compile(r"[a-zA-Z0-9$_-]{1,128}", re.ASCII)
 
 Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
-Handler = Callable[[], Coroutine[Any, Any, "Reply | None"]]
+
+
+class Streamed:
+    """An answer that is sent as it is made (the ASGI `send` is handed to it)."""
+
+    def __init__(self, answer: Callable[[Send], Coroutine[Any, Any, None]]) -> None:
+        self.answer = answer
+
+
+Handler = Callable[[], Coroutine[Any, Any, "Reply | Streamed | None"]]
 
 
 class Service:
@@ -105,6 +118,11 @@ class Service:
             name = path[len(INVOKE_PREFIX):-len(INVOKE_SUFFIX)]
             if name and "/" not in name:
                 return _only(request, "POST", lambda: self._checked_invoke(request, name))
+        if path.startswith(STREAM_INVOKE_PREFIX) and path.endswith(STREAM_INVOKE_SUFFIX):
+            name = path[len(STREAM_INVOKE_PREFIX):-len(STREAM_INVOKE_SUFFIX)]
+            if name and "/" not in name:
+                return _only(request, "POST",
+                             lambda: self._checked_invoke(request, name, streamed=True))
         if path == STATUS_PATH:
             return _only(request, "GET", lambda: self.status(request))
         return _plain(404, "Not Found")
@@ -177,7 +195,8 @@ class Service:
             return False
         return True
 
-    async def _checked_invoke(self, request: Request, name: str) -> Reply:
+    async def _checked_invoke(self, request: Request, name: str,
+                              streamed: bool = False) -> Reply | Streamed:
         qualifier = parse_qs(request.query).get("Qualifier", [None])[0] if request.query else None
         if not FUNCTION_NAME.fullmatch(name):
             return _answer(answers.invalid_value("functionName", name, FUNCTION_NAME.pattern))
@@ -185,16 +204,47 @@ class Service:
             if not QUALIFIER.fullmatch(qualifier):
                 return _answer(answers.invalid_value("qualifier", qualifier, QUALIFIER.pattern))
             name = f"{name}:{qualifier}"
+        if streamed:
+            return await self.invoke_with_response_stream(request, name)
         return await self.invoke(request, name)
 
     async def invoke(self, request: Request, name: str) -> Reply:
+        invocation = await self._accept(request, name)
+        if not isinstance(invocation, Invocation):
+            return invocation
+        if invocation.event:
+            return 202, b"", [(b"x-amzn-RequestId", invocation.request_id.encode())]
+        # Not shielded: uvicorn does not cancel a handler whose caller leaves.
+        result = await invocation.done
+        if result.stream is not None:  # a streaming function invoked the buffered way
+            result = await _gathered(result.stream)
+        return _answer(result, invocation.request_id)
+
+    async def invoke_with_response_stream(self, request: Request, name: str) -> Reply | Streamed:
+        """InvokeWithResponseStream: the answer is an event stream (PayloadChunk events as the
+        function streams, then InvokeComplete), whatever way the function answered."""
+        invocation = await self._accept(request, name, streamed=True)
+        if not isinstance(invocation, Invocation):
+            return invocation
+        result = await invocation.done
+        if result.stream is None and result.status != 200:  # an init error, a SnapStart one
+            return _answer(result, invocation.request_id)
+
+        async def answer(send: Send) -> None:
+            await _send_event_stream(request, send, invocation, result)
+
+        return Streamed(answer)
+
+    async def _accept(self, request: Request, name: str,
+                      streamed: bool = False) -> Invocation | Reply:
+        """Check an Invoke API call and queue its invocation; the answer when refused."""
         payload, size = await request.body(answers.REQUEST_LIMIT)
         if self.stopping:
             return _answer(answers.stopping())
         if payload is None:
             return _answer(answers.request_too_large(size))
         kind = request.header(b"x-amz-invocation-type") or "RequestResponse"
-        if kind not in INVOCATION_TYPES:
+        if kind not in INVOCATION_TYPES or (streamed and kind == "Event"):
             return _answer(answers.service_error(
                 400, "InvalidParameterValueException", f"Unsupported invocation type {kind!r}"))
         client_context = decode_client_context(request.header(b"x-amz-client-context"))
@@ -216,11 +266,7 @@ class Service:
             event=kind == "Event")
         if not self.invocations.submit(invocation):
             return _answer(answers.too_many_requests(self.invocations.max_queue))
-        if invocation.event:
-            return 202, b"", [(b"x-amzn-RequestId", invocation.request_id.encode())]
-        # Not shielded: uvicorn does not cancel a handler whose caller leaves.
-        result = await invocation.done
-        return _answer(result, invocation.request_id)
+        return invocation
 
     async def status(self, request: Request) -> Reply:
         body = await status(self.invocations, self.runtime, _on_loopback(request))
@@ -273,7 +319,9 @@ class Service:
             self.invocations.give_back(waiting.result())
         return None
 
-    async def response(self, request: Request, request_id: str) -> Reply:
+    async def response(self, request: Request, request_id: str) -> Reply | None:
+        if request.header(RESPONSE_MODE_HEADER) == "streaming":
+            return await self.streamed_response(request, request_id)
         body, size = await request.body(answers.RESPONSE_LIMIT)
         refusal = self._not_answerable(request, request_id)
         if refusal is not None:
@@ -282,6 +330,38 @@ class Service:
             return self._too_large(request_id, size)
         content_type = request.header(b"content-type") or "application/json"
         self.invocations.finish(request_id, answers.success(body, content_type))
+        return accepted()
+
+    async def streamed_response(self, request: Request, request_id: str) -> Reply | None:
+        """A streamed response: each chunk goes to the invoker as it arrives; the trailers say
+        whether it ended in an error. A worker whose connection breaks mid-stream leaves the
+        invocation open: its supervisor reports the death at once (/error), else the timeout
+        ends it."""
+        invocation = self.invocations.get(request_id)
+        refusal = self._not_answerable(request, request_id)
+        if invocation is None or refusal is not None or invocation.stream is not None:
+            await request.body(0)
+            return refusal or invalid_request_id()
+        stream = Stream(request.header(b"content-type") or "application/octet-stream")
+        self.invocations.begin_stream(invocation, stream)
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            stream.received += len(chunk)
+            if stream.received > streams.STREAM_LIMIT:
+                self.invocations.finish(request_id, streams.too_large())  # the rest is dropped
+            elif chunk:
+                await stream.put(chunk)
+            if not message.get("more_body", False):
+                break
+        # uvicorn's httptools protocol adds a chunked body's trailers to the request's header
+        # list as llhttp reads them: they are its last entries once the body is complete.
+        trailers = dict(request.scope["headers"])
+        self.invocations.finish(request_id, streams.outcome_of(trailers, request_id))
+        if stream.received > streams.STREAM_LIMIT:
+            return 413, streams.too_large().body, [(b"content-type", JSON_UTF8)]
         return accepted()
 
     async def error(self, request: Request, request_id: str) -> Reply:
@@ -391,8 +471,57 @@ async def _serve(request: Request, send: Send,
         reply = handler if isinstance(handler, tuple) else await handler()
     except Disconnected:
         return
-    if reply is not None:
+    if isinstance(reply, Streamed):
+        await reply.answer(send)
+    elif reply is not None:
         await respond(send, *reply)
+
+
+async def _gathered(stream: Stream) -> Result:
+    """A stream's whole body, for an invoker that asked for a buffered answer (Invoke): over
+    the buffered response limit, Function.ResponseSizeTooLarge."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in stream.chunks():
+        size += len(chunk)
+        if size > answers.RESPONSE_LIMIT:
+            stream.abandon()
+            return answers.response_too_large(size)
+        parts.append(chunk)
+    assert stream.outcome is not None
+    if stream.outcome.function_error:
+        return stream.outcome
+    return answers.success(b"".join(parts), stream.content_type)
+
+
+async def _send_event_stream(request: Request, send: Send, invocation: Invocation,
+                             result: Result) -> None:
+    """InvokeWithResponseStream's answer: the HTTP head at once, a PayloadChunk per chunk as it
+    comes, then InvokeComplete. A caller that leaves abandons the stream (the worker goes on)."""
+    stream = result.stream
+    content_type = stream.content_type if stream is not None else result.content_type
+    headers = [(b"content-type", value(content_type)),
+               (b"X-Amz-Executed-Version", b"$LATEST"),
+               (b"x-amzn-RequestId", invocation.request_id.encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if stream is not None:
+        left = asyncio.ensure_future(request.disconnected())
+        left.add_done_callback(lambda done: None if done.cancelled() else stream.abandon())
+        try:
+            async for chunk in stream.chunks():
+                await send({"type": "http.response.body", "body": eventstream.payload_chunk(chunk),
+                            "more_body": True})
+        finally:
+            left.cancel()
+        if stream.outcome is None:  # abandoned: nobody reads the end
+            return
+        result = stream.outcome
+    elif not result.function_error and result.body:
+        await send({"type": "http.response.body", "body": eventstream.payload_chunk(result.body),
+                    "more_body": True})
+    code, details = streams.error_fields(result) or (None, None)
+    complete = eventstream.invoke_complete(code, details, result.headers.get("X-Amz-Log-Result"))
+    await send({"type": "http.response.body", "body": complete, "more_body": False})
 
 
 def _only(request: Request, method: str, handler: Handler) -> Handler | Reply:

@@ -1,0 +1,195 @@
+"""Response streaming: the handler contract, the Runtime API framing byte for byte (a raw socket
+records what the client sends), and the event-stream encoder against botocore's decoder."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.eventstream import EventStreamBuffer
+
+from forkric import StreamingResponse, errors, invocation, streaming
+from forkric.local import eventstream
+from forkric.logs import Logs
+from forkric.runtime_api import Invocation, RuntimeAPI
+
+
+class RawServer:
+    """Accepts one connection, records every byte of one request up to the end of its chunked
+    body (the `0` chunk and its trailers), then answers `status`."""
+
+    def __init__(self, status: int = 202) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.status = status
+        self.received = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            while not self._complete():
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.received += data
+            conn.sendall(b"HTTP/1.1 %d Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n"
+                         % self.status)
+
+    def _complete(self) -> bool:
+        _head, sep, body = self.received.partition(b"\r\n\r\n")
+        return bool(sep) and (body.startswith(b"0\r\n") or b"\r\n0\r\n" in body) and \
+            body.endswith(b"\r\n\r\n")
+
+    def request(self) -> tuple[list[bytes], bytes]:
+        self.thread.join(10)
+        head, _, body = self.received.partition(b"\r\n\r\n")
+        return head.split(b"\r\n"), body
+
+
+def send(response: StreamingResponse, status: int = 202) -> tuple[list[bytes], bytes]:
+    server = RawServer(status)
+    api = RuntimeAPI(f"127.0.0.1:{server.port}")
+    streaming.send(api, "rid-1", response, "inv-1", Logs({}))
+    return server.request()
+
+
+def test_framing_byte_for_byte() -> None:
+    head, body = send(StreamingResponse(iter([b"hello", "w\u00f6rld", b"", b"!"])))
+    assert head[0] == b"POST /2018-06-01/runtime/invocation/rid-1/response HTTP/1.1"
+    assert head[1:] == [
+        b"Host: 127.0.0.1:%d" % int(head[1].rsplit(b":", 1)[1]), head[2],
+        b"Content-Type: application/octet-stream",
+        b"Lambda-Runtime-Function-Response-Mode: streaming",
+        b"Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+        b"Lambda-Runtime-Invocation-Id: inv-1",
+        b"Transfer-Encoding: chunked"]
+    assert head[2].startswith(b"User-Agent: forkric/")
+    # Each chunk as yielded (the empty one skipped: it would end the body), then the last chunk.
+    assert body == b"5\r\nhello\r\n6\r\nw\xc3\xb6rld\r\n1\r\n!\r\n0\r\n\r\n"
+
+
+def test_http_integration_prelude_then_eight_nuls() -> None:
+    head, body = send(StreamingResponse(iter(["<p>"]), status_code=404,
+                                        headers={"content-type": "text/html"},
+                                        cookies=["a=b"]))
+    assert b"Content-Type: application/vnd.awslambda.http-integration-response" in head
+    prelude = b'{"statusCode":404,"headers":{"content-type":"text/html"},"cookies":["a=b"]}'
+    prelude += b"\0" * 8
+    assert body == b"%x\r\n%s\r\n3\r\n<p>\r\n0\r\n\r\n" % (len(prelude), prelude)
+
+
+def test_error_mid_stream_goes_in_the_trailers(capsys: pytest.CaptureFixture[str]) -> None:
+    def failing() -> Iterator[bytes]:
+        yield b"part"
+        raise KeyError("gone")
+
+    _, body = send(StreamingResponse(failing()))
+    chunks, _, trailers = body.partition(b"0\r\n")
+    assert chunks == b"4\r\npart\r\n"
+    lines = trailers.split(b"\r\n")
+    assert lines[0] == b"Lambda-Runtime-Function-Error-Type: KeyError"
+    assert lines[2:] == [b"", b""]
+    name, _, encoded = lines[1].partition(b": ")
+    assert name == b"Lambda-Runtime-Function-Error-Body"
+    error = json.loads(base64.b64decode(encoded, validate=True))
+    assert error["errorType"] == "KeyError" and error["errorMessage"] == "'gone'"
+    assert error["requestId"] == "rid-1" and error["stackTrace"]
+    assert "[ERROR] KeyError: 'gone'" in capsys.readouterr().out
+
+
+def test_async_generator_chunks_and_its_finally_runs() -> None:
+    closed: list[bool] = []
+
+    async def body() -> Any:
+        try:
+            yield b"a"
+            yield "b"
+        finally:
+            closed.append(True)
+
+    _, sent = send(StreamingResponse(body()))
+    assert sent == b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
+    assert closed == [True]
+
+
+def test_error_before_the_first_chunk_is_an_ordinary_error_post() -> None:
+    def failing() -> Iterator[bytes]:
+        raise ValueError("early")
+        yield b""  # pragma: no cover
+
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                data += conn.recv(65536)
+            seen.append(data)
+            conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    api = RuntimeAPI(f"127.0.0.1:{server.getsockname()[1]}")
+    streaming.send(api, "rid-2", StreamingResponse(failing()), None, Logs({}))
+    thread.join(10)
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /2018-06-01/runtime/invocation/rid-2/error HTTP/1.1")
+    assert json.loads(body)["errorMessage"] == "early"
+
+
+def test_stream_over_the_limit_ends_with_response_size_too_large(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streaming, "STREAM_LIMIT", 10)
+    _, body = send(StreamingResponse(iter([b"123456", b"789012", b"never"])))
+    chunks, _, trailers = body.partition(b"0\r\n")
+    assert chunks == b"6\r\n123456\r\n"
+    assert b"Lambda-Runtime-Function-Error-Type: Function.ResponseSizeTooLarge" in trailers
+
+
+def _job() -> Invocation:
+    return Invocation("rid", 2**42, b"{}", {"content-type": "application/json"})
+
+
+def test_unmarked_generator_is_a_marshal_error_as_in_awslambdaric() -> None:
+    def handler(event: Any, context: Any) -> Iterator[bytes]:
+        yield b"x"
+
+    outcome = invocation.run(_job(), handler, Logs({}))
+    assert outcome.error is not None
+    assert outcome.error["errorType"] == errors.MARSHAL_ERROR
+    assert outcome.error["errorMessage"] == \
+        "Unable to marshal response: Object of type generator is not JSON serializable"
+
+
+@pytest.mark.parametrize("payload", [b"", b"chunk", bytes(range(256)) * 300])
+def test_event_stream_messages_decode_with_botocore(payload: bytes) -> None:
+    decoder = EventStreamBuffer()
+    decoder.add_data(eventstream.payload_chunk(payload))
+    decoder.add_data(eventstream.invoke_complete("ValueError", "bad \u00e9", "bG9n"))
+    chunk, complete = list(decoder)
+    assert chunk.headers == {":event-type": "PayloadChunk", ":message-type": "event",
+                             ":content-type": "application/octet-stream"}
+    assert chunk.payload == payload
+    assert complete.headers[":event-type"] == "InvokeComplete"
+    assert json.loads(complete.payload) == {"ErrorCode": "ValueError",
+                                            "ErrorDetails": "bad \u00e9", "LogResult": "bG9n"}
+
+
+def test_event_stream_message_known_bytes() -> None:
+    # The layout by hand: lengths, prelude CRC, one string header, payload, message CRC.
+    import zlib
+
+    raw = eventstream.message({"k": "v"}, b"p")
+    headers = b"\x01k\x07\x00\x01v"
+    prelude = (16 + len(headers) + 1).to_bytes(4, "big") + len(headers).to_bytes(4, "big")
+    expected = prelude + zlib.crc32(prelude).to_bytes(4, "big") + headers + b"p"
+    assert raw == expected + zlib.crc32(expected).to_bytes(4, "big")
