@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from forkric import errors, logs, marshal
+from forkric import errors, logs, marshal, streaming
 from forkric.context import LambdaContext
 from forkric.handler import Handler
 from forkric.runtime_api import Invocation
@@ -23,6 +23,7 @@ class Outcome:
     content_type: str = "application/json"
     error: dict[str, Any] | None = None
     xray_cause: dict[str, Any] | None = None
+    stream: streaming.StreamingResponse | None = None  # a streaming handler's response
 
 
 def _json_header(value: str | None, name: str) -> Any:
@@ -63,7 +64,12 @@ def run(invocation: Invocation, handler: Handler, log: logs.Logs) -> Outcome:
     try:
         context = make_context(invocation)
         event = marshal.event(invocation.body, invocation.header("Content-Type"))
-        body, content_type = marshal.result(handler(event, context))
+        result = handler(event, context)
+        if streaming.wanted(handler):
+            stream = streaming.as_stream(result)
+            if stream is not None:  # its chunks are made, and sent, as they are read
+                return Outcome(stream=stream)
+        body, content_type = marshal.result(result)
         return Outcome(body, content_type)
     except Exception as exc:
         error, cause = errors.from_exception(exc, invocation.request_id)

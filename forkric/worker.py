@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from forkric import invocation, memory, postfork, prefork
+from forkric import invocation, memory, postfork, prefork, streaming
 from forkric.connection import Interrupt, Interrupted
 from forkric.handler import Handler
 from forkric.logs import Logs
@@ -256,7 +256,9 @@ class Worker:
         if os.getpid() != self.pid:
             _forked_child_returned()
         invocation_id = job.header(INVOCATION_ID_HEADER)
-        if outcome.error is None:
+        if outcome.stream is not None:
+            streaming.send(self.api, job.request_id, outcome.stream, invocation_id, self.logs)
+        elif outcome.error is None:
             status = self.api.post_response(job.request_id, outcome.body, outcome.content_type,
                                             invocation_id)
             if status == 413:

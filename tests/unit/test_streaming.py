@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
-from forkric import StreamingResponse, errors, invocation, streaming
+from forkric import StreamingResponse, errors, invocation, response_stream, streaming
 from forkric.local import eventstream
 from forkric.logs import Logs
 from forkric.runtime_api import Invocation, RuntimeAPI
@@ -164,10 +164,40 @@ def test_unmarked_generator_is_a_marshal_error_as_in_awslambdaric() -> None:
         yield b"x"
 
     outcome = invocation.run(_job(), handler, Logs({}))
-    assert outcome.error is not None
+    assert outcome.stream is None and outcome.error is not None
     assert outcome.error["errorType"] == errors.MARSHAL_ERROR
     assert outcome.error["errorMessage"] == \
         "Unable to marshal response: Object of type generator is not JSON serializable"
+
+
+def test_marked_handler_streams_iterators_and_marshals_values() -> None:
+    results: list[Any] = []
+
+    @response_stream
+    def handler(event: Any, context: Any) -> Any:
+        return results[-1]
+
+    assert streaming.wanted(handler) and handler.__name__ == "handler"
+    for result in (iter([b"a"]), (c for c in "ab"), StreamingResponse([b"a"])):
+        results.append(result)
+        assert invocation.run(_job(), handler, Logs({})).stream is not None
+    for plain in ({"a": 1}, ["a"], "text", 3, None):
+        results.append(plain)
+        outcome = invocation.run(_job(), handler, Logs({}))
+        assert outcome.stream is None and outcome.body == json.dumps(plain).encode()
+
+
+def test_the_setting_marks_every_handler() -> None:
+    def handler(event: Any, context: Any) -> Iterator[bytes]:
+        yield b"x"
+
+    streaming.enable_for_all(True)
+    try:
+        outcome = invocation.run(_job(), handler, Logs({}))
+    finally:
+        streaming.enable_for_all(False)
+    assert outcome.stream is not None and outcome.error is None
+    assert list(streaming.Chunks(outcome.stream.body)) == [b"x"]
 
 
 @pytest.mark.parametrize("payload", [b"", b"chunk", bytes(range(256)) * 300])
