@@ -182,6 +182,10 @@ SETTINGS: tuple[Setting, ...] = (
             "SnapStart: run the before-snapshot hooks, a snapshot, then the after-restore "
             "hooks, as Lambda does when it publishes a version", frozenset({"local"}),
             default="off"),
+    Setting("function_url", "--function-url", ("FORKRIC_FUNCTION_URL",), _flag,
+            "serve the function's URL too: any other path of the Invoke API's port is the "
+            "function URL (payload format 2.0; a stream is sent as it comes)",
+            frozenset({"local"}), default="off"),
     Setting("duration_s", "--duration", ("FORKRIC_SOAK_DURATION",), _positive_float,
             "seconds of load", SOAK | LOAD, default="30; load with the web UI: until stopped"),
     Setting("users", "--users", ("FORKRIC_SOAK_USERS",), _positive_int,
@@ -235,6 +239,7 @@ class Config:
     port: int = 9000
     max_queue: int = 100
     snap_start: bool = False
+    function_url: bool = False
     duration_s: float = 30.0
     users: int = 8
     event: str = "{}"

@@ -16,12 +16,12 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 from forkric.config import FUNCTION_NAME
-from forkric.local import answers, eventstream, metadata, peers, streams
+from forkric.local import answers, eventstream, function_url, metadata, peers, streams
 from forkric.local.answers import Result
 from forkric.local.asgi import (
     Disconnected,
@@ -125,6 +125,8 @@ class Service:
                              lambda: self._checked_invoke(request, name, streamed=True))
         if path == STATUS_PATH:
             return _only(request, "GET", lambda: self.status(request))
+        if self.runtime.plan.config.function_url:
+            return lambda: self.url_invoke(request)
         return _plain(404, "Not Found")
 
     def _route_runtime_api(self, request: Request) -> Handler | Reply:
@@ -232,6 +234,27 @@ class Service:
 
         async def answer(send: Send) -> None:
             await _send_event_stream(request, send, invocation, result)
+
+        return Streamed(answer)
+
+    async def url_invoke(self, request: Request) -> Reply | Streamed:
+        """A request to the function URL (--function-url): invoked with its payload format 2.0
+        event, answered as a function URL answers (see function_url.py)."""
+        body, size = await request.body(answers.REQUEST_LIMIT)
+        if self.stopping:
+            return _answer(answers.stopping())
+        if body is None:
+            return _answer(answers.request_too_large(size))
+        request_id = new_request_id()
+        invocation = Invocation(function_name="function", request_id=request_id,
+                                payload=function_url.event(request, body, request_id))
+        if not self.invocations.submit(invocation):
+            return _answer(answers.too_many_requests(self.invocations.max_queue))
+        result = await invocation.done
+
+        async def answer(send: Send) -> None:
+            with _abandoned_if_gone(request, result.stream):
+                await function_url.answer(send, result)
 
         return Streamed(answer)
 
@@ -477,6 +500,21 @@ async def _serve(request: Request, send: Send,
         await respond(send, *reply)
 
 
+@contextlib.contextmanager
+def _abandoned_if_gone(request: Request, stream: Stream | None) -> Iterator[None]:
+    """While a stream is being answered: a caller that leaves abandons it (the worker's chunks
+    are then read and dropped, so it never waits on a reader that is gone)."""
+    if stream is None:
+        yield
+        return
+    left = asyncio.ensure_future(request.disconnected())
+    left.add_done_callback(lambda done: None if done.cancelled() else stream.abandon())
+    try:
+        yield
+    finally:
+        left.cancel()
+
+
 async def _gathered(stream: Stream) -> Result:
     """A stream's whole body, for an invoker that asked for a buffered answer (Invoke): over
     the buffered response limit, Function.ResponseSizeTooLarge."""
@@ -505,14 +543,10 @@ async def _send_event_stream(request: Request, send: Send, invocation: Invocatio
                (b"x-amzn-RequestId", invocation.request_id.encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     if stream is not None:
-        left = asyncio.ensure_future(request.disconnected())
-        left.add_done_callback(lambda done: None if done.cancelled() else stream.abandon())
-        try:
+        with _abandoned_if_gone(request, stream):
             async for chunk in stream.chunks():
                 await send({"type": "http.response.body", "body": eventstream.payload_chunk(chunk),
                             "more_body": True})
-        finally:
-            left.cancel()
         if stream.outcome is None:  # abandoned: nobody reads the end
             return
         result = stream.outcome

@@ -4,8 +4,10 @@ invoke_with_response_stream (the real client), by a raw socket, and by the buffe
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +191,77 @@ def test_a_stuck_stream_is_ended_at_its_deadline(tmp_path: Path) -> None:
         short.ready(1)  # the stuck worker was killed and replaced
         _, chunks, _ = stream(short, {"count": 1})
         assert chunks == [b"chunk 0\n"]
+
+
+@pytest.fixture(scope="module")
+def url_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
+    log_path = tmp_path_factory.mktemp("url") / "local.log"
+    with local("app.handler", APP, "--function-url", workers=1, timeout=30,
+               log_path=log_path) as running:
+        yield running
+
+
+def test_curl_sees_the_first_chunk_before_the_handler_finishes(url_service: Local,
+                                                               tmp_path: Path) -> None:
+    gate = tmp_path / "seen"
+    event = json.dumps({"count": 2, "wait_for": str(gate)})
+    curl = subprocess.Popen(
+        ["curl", "-N", "-sS", "--max-time", "60", "-H", "content-type: application/json",
+         "--data", event, f"http://127.0.0.1:{url_service.port}/any/path?x=1"],
+        stdout=subprocess.PIPE)
+    assert curl.stdout is not None
+    try:
+        assert curl.stdout.readline() == b"chunk 0\n"  # while the handler waits for `gate`
+        gate.touch()
+        assert curl.stdout.read() == b"chunk 1\n"
+    finally:
+        curl.stdout.close()
+        assert curl.wait(60) == 0
+
+
+def _http(port: int, body: bytes, method: str = "POST") -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, "/shop/cart?item=a&item=b", body,
+                 {"content-type": "application/json", "cookie": "s=1; t=2"})
+    return conn.getresponse()
+
+
+def test_function_url_prelude_sets_status_headers_and_cookies(url_service: Local) -> None:
+    reply = _http(url_service.port, json.dumps({"kind": "http"}).encode())
+    assert reply.status == 201
+    assert reply.getheader("content-type") == "text/html"
+    assert reply.getheader("x-custom") == "1"
+    assert reply.getheader("set-cookie") == "a=1; Path=/"
+    assert reply.getheader("transfer-encoding") == "chunked"
+    assert reply.read() == "<h1>h\u00e9llo</h1>".encode()
+
+
+def test_function_url_buffered_answers_and_errors(url_service: Local) -> None:
+    reply = _http(url_service.port, json.dumps({"kind": "value"}).encode())
+    assert (reply.status, reply.read()) == (200, b'{"plain": "value"}')
+    failed = _http(url_service.port, json.dumps({"count": 2, "fail_at": 0}).encode())
+    assert (failed.status, failed.read()) == (502, b"Internal Server Error")
+    # An error after the body began cannot change the status: the body ends where it failed.
+    late = _http(url_service.port, json.dumps({"count": 3, "fail_at": 2}).encode())
+    assert (late.status, late.read()) == (200, b"chunk 0\nchunk 1\n")
+
+
+def test_function_url_event_is_payload_format_2() -> None:
+    from forkric.local.asgi import Request
+    from forkric.local.function_url import event
+
+    scope = {"method": "PUT", "path": "/a b", "query_string": b"x=1&x=2&y=",
+             "client": ("127.0.0.1", 5555),
+             "headers": [(b"host", b"localhost:9000"), (b"cookie", b"s=1; t=2"),
+                         (b"content-type", b"application/octet-stream"), (b"x-m", b"1"),
+                         (b"x-m", b"2")]}
+    document = json.loads(event(Request(scope, None), b"\xff\x00", "rid"))  # type: ignore[arg-type]
+    assert document["version"] == "2.0" and document["rawPath"] == "/a b"
+    assert document["rawQueryString"] == "x=1&x=2&y="
+    assert document["queryStringParameters"] == {"x": "1,2", "y": ""}
+    assert document["cookies"] == ["s=1", "t=2"]
+    assert document["headers"]["x-m"] == "1,2" and "cookie" not in document["headers"]
+    assert document["isBase64Encoded"] is True
+    assert base64.b64decode(document["body"]) == b"\xff\x00"
+    assert document["requestContext"]["http"]["method"] == "PUT"
+    assert document["requestContext"]["requestId"] == "rid"

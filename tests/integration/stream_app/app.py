@@ -2,6 +2,7 @@
 event's "kind"."""
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -73,6 +74,8 @@ KINDS = {"chunks": chunks, "http": http, "agen": agen, "big": big, "bad_chunk": 
 
 @response_stream
 def handler(event, context):
+    if event.get("version") == "2.0":  # a function URL's event: the parameters are its body
+        event = json.loads(event.get("body") or "{}")
     return KINDS[event.get("kind", "chunks")](event)
 
 
