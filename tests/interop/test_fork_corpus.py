@@ -17,12 +17,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import corpus, corpus_deps, servers
+from tests.support import corpus, corpus_deps, rie, servers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="LMI mode needs root (unshare -m)")
 
 FULL = os.environ.get("FORKRIC_CORPUS_FULL") == "1"
 PEER_SAMPLE = ("requests_session", "psycopg2_conn", "queue_thread", "generators")
+# Managed Instances run Python 3.13 and later, where CPython warns when a process with threads
+# forks. make test runs these there (the threads, imports, sockets and generators cases); the
+# whole grid: python -m loadtest.fork_corpus --python 3.13.
+NEWER_PYTHON = "3.13"
+NEWER_SAMPLE = ("requests_session", "psycopg2_tls", "queue_listener", "queue_thread",
+                "importing_thread", "thread_pool", "held_lock", "temp_file",
+                "generators", "gc_disabled")
 # What the report says about each case that the repairs cannot make safe by themselves.
 NAMED_BY = {
     "psycopg2_conn": "TCP connection to 127.0.0.1:",
@@ -36,14 +43,17 @@ NAMED_BY = {
 }
 
 
-def _missing(case: corpus.Case) -> str:
+def _missing(case: corpus.Case, version: str = "") -> str:
     if "pg" in case.servers and servers.postgres_bin() is None:
         return "PostgreSQL is not installed (.ci/run installs Debian's postgresql)"
     if "redis" in case.servers and servers.redis_binary() is None:
         return "redis-server is not installed (.ci/run installs Debian's redis-server)"
-    if case.name == "torch_model" and corpus_deps.TORCH not in corpus_deps.libraries():
+    if version and rie.readable_python(version) is None:
+        return f"no CPython {version} under pyenv to run the runtime with"
+    runtime = corpus.runtime_version(version)
+    if case.name == "torch_model" and corpus_deps.TORCH not in corpus_deps.libraries(runtime):
         return (f"PyTorch's CPU build is at hand for Python {corpus_deps.TORCH_PYTHON} only; the "
-                f"runtime's Python is {corpus_deps.runtime_python_version()}")
+                f"runtime's Python is {runtime}")
     return ""
 
 
@@ -54,9 +64,9 @@ def server_env() -> Iterator[dict[str, str]]:
         yield env
 
 
-def _case(name: str) -> corpus.Case:
+def _case(name: str, version: str = "") -> corpus.Case:
     case = corpus.BY_NAME[name]
-    reason = _missing(case)
+    reason = _missing(case, version)
     if reason:
         pytest.skip(reason)
     return case
@@ -91,3 +101,11 @@ def test_awslambdaric_answers_every_invocation(name: str, server_env: dict[str, 
     print(f"{name} awslambdaric: {outcome.summary()} ({outcome.seconds:.1f} s)")
     assert outcome.passed, f"{outcome.summary()}\n{outcome.log[-3000:]}"
 
+
+@pytest.mark.parametrize("name", [case.name for case in corpus.CASES
+                                  if FULL or case.name in NEWER_SAMPLE])
+def test_forkric_on_python_3_13(name: str, server_env: dict[str, str]) -> None:
+    outcome = corpus.run_case(_case(name, NEWER_PYTHON), "forkric", server_env,
+                              version=NEWER_PYTHON)
+    print(f"{name} forkric on {NEWER_PYTHON}: {outcome.summary()} ({outcome.seconds:.1f} s)")
+    assert outcome.passed, f"{outcome.summary()}\n{outcome.log[-3000:]}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import shutil
 import threading
 import time
@@ -79,13 +80,36 @@ class Outcome:
     def passed(self) -> bool:
         return not self.problems and set(self.counts) == {"ok"}
 
+    def brief(self) -> str:
+        """Counts only, and the first problem's error type: for tables."""
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+        kinds = [re.search(r"'errorType': '([^']+)'", p) for p in self.problems]
+        named = [k.group(1) for k in kinds if k]
+        return counts + (f" ({named[0]})" if named else "")
+
     def summary(self) -> str:
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
         return f"{counts}{'; ' + '; '.join(self.problems) if self.problems else ''}"
 
 
-def python() -> Path:
-    return rie.system_python(corpus_deps.libraries())
+def base_python(version: str = "") -> Path:
+    """The runtime's interpreter: Debian's by default, else pyenv's `version` copied where the
+    RIE's uid can run it. Raises LookupError when there is no such interpreter."""
+    if not version:
+        return rie.DEBIAN_PYTHON
+    found = rie.readable_python(version)
+    if found is None:
+        raise LookupError(f"no CPython {version} under pyenv")
+    return found
+
+
+def runtime_version(version: str = "") -> str:
+    return version or corpus_deps.python_version()
+
+
+def python(version: str = "") -> Path:
+    base = base_python(version)
+    return rie.system_python(corpus_deps.libraries(runtime_version(version)), base)
 
 
 def module_of(case: Case) -> str:
@@ -94,14 +118,16 @@ def module_of(case: Case) -> str:
 
 @contextlib.contextmanager
 def lmi(case: Case, runtime: str, servers: Mapping[str, str],
-        extra_env: Mapping[str, str] | None = None) -> Iterator[tuple[rie.Emulator, Path]]:
+        extra_env: Mapping[str, str] | None = None,
+        version: str = "") -> Iterator[tuple[rie.Emulator, Path]]:
     """The RIE in LMI mode running `python -m RUNTIME` on the case's handler."""
     root = rie.readable_dir(f"corpus-{case.name}-")
     task, scratch = root / "task", root / "scratch"
     shutil.copytree(CORPUS, task, ignore=shutil.ignore_patterns("__pycache__", "README.md"))
     scratch.mkdir()
     scratch.chmod(0o777)
-    rie.write_bootstrap(root / "runtime", python(), runtime)
+    rie.write_bootstrap(root / "runtime", python(version), runtime,
+                        rie.library_path_line(base_python(version)))
     env = rie.base_env(_HANDLER=f"{module_of(case)}.handler", CORPUS_SCRATCH=str(scratch),
                        AWS_LAMBDA_FUNCTION_TIMEOUT=str(case.timeout_s),
                        **servers, **case.env, **(extra_env or {}))
@@ -222,11 +248,12 @@ def check_distinct(case: Case, answers: list[Any], outcome: Outcome) -> None:
 
 
 def run_case(case: Case, runtime: str, servers: Mapping[str, str],
-             extra_env: Mapping[str, str] | None = None) -> Outcome:
-    """Start, load, check, stop: the case's outcome under `runtime` (forkric, awslambdaric)."""
+             extra_env: Mapping[str, str] | None = None, version: str = "") -> Outcome:
+    """Start, load, check, stop: the case's outcome under `runtime` (forkric, awslambdaric)
+    on Python `version` (default: Debian's)."""
     outcome = Outcome(case.name, runtime)
     started = time.monotonic()
-    with lmi(case, runtime, servers, extra_env) as (emulator, scratch):
+    with lmi(case, runtime, servers, extra_env, version) as (emulator, scratch):
         if not wait_ready(emulator, case.timeout_s):
             outcome.problems.append("never ready")
             outcome.counts["hung"] += case.invocations

@@ -23,12 +23,12 @@ TORCH = "torch==2.13.0"
 TORCH_PYTHON = "3.11"
 
 
-def runtime_python_version() -> str:
-    return subprocess.run(["/usr/bin/python3", "-c",
+def python_version(python: str = "/usr/bin/python3") -> str:
+    return subprocess.run([python, "-c",
                            "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def libraries() -> tuple[str, ...]:
-    torch = (TORCH,) if runtime_python_version() == TORCH_PYTHON else ()
-    return LIBRARIES + torch
+def libraries(version: str) -> tuple[str, ...]:
+    """What the corpus installs for a runtime of Python `version` ("3.11")."""
+    return LIBRARIES + ((TORCH,) if version == TORCH_PYTHON else ())

@@ -206,13 +206,41 @@ def _make_readable(root: Path) -> None:
     root.chmod(root.stat().st_mode | 0o755)
 
 
-def system_python(extra: tuple[str, ...] = ()) -> Path:
-    """A venv over Debian's /usr/bin/python3 (readable by uid 993) holding forkric's
-    dependencies and awslambdaric, and `extra` requirements; forkric itself is copied in fresh
-    from this checkout."""
-    base = Path("/usr/bin/python3")
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+
+def readable_python(version: str) -> Path | None:
+    """pyenv's newest CPython `version` ("3.13") copied under SHARED_CACHE, where uid 993 can
+    run it (/root is closed to it); None when pyenv has no such build. The copy finds its
+    standard library next to itself; its libpython needs `library_path_line` in the bootstrap."""
+    found = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
+    if not found:
+        return None
+    source = found[-1].parents[1]
+    target = SHARED_CACHE / f"python-{source.name}"
+    if not (target / ".ready").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        SHARED_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copytree(source, target, symlinks=True)
+        _make_readable(target)
+        (target / ".ready").touch()
+    return target / "bin" / f"python{version}"
+
+
+def library_path_line(python: Path) -> str:
+    """A bootstrap line that lets a copied interpreter find its libpython (its RUNPATH still
+    names the pyenv folder under /root); empty for Debian's."""
+    if python == DEBIAN_PYTHON:
+        return ""
+    return f'export LD_LIBRARY_PATH="{python.parents[1] / "lib"}"\n'
+
+
+def system_python(extra: tuple[str, ...] = (), base: Path = DEBIAN_PYTHON) -> Path:
+    """A venv over an interpreter uid 993 can read (Debian's /usr/bin/python3 by default, or a
+    `readable_python`) holding forkric's dependencies and awslambdaric, and `extra`
+    requirements; forkric itself is copied in fresh from this checkout."""
     if not base.exists():
-        raise RuntimeError("LMI tests need /usr/bin/python3, readable by uid 993")
+        raise RuntimeError(f"LMI tests need {base}, readable by uid 993")
     version = subprocess.run([str(base), "-c", "import sys; print(sys.version)"],
                              capture_output=True, text=True, check=True).stdout
     key = hashlib.sha256((version + repr(LMI_DEPS + extra)).encode()).hexdigest()[:12]
@@ -225,8 +253,10 @@ def system_python(extra: tuple[str, ...] = ()) -> Path:
         shutil.rmtree(venv, ignore_errors=True)
         SHARED_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
         subprocess.run([str(base), "-m", "venv", "--without-pip", str(venv)], check=True)
-        # The test's own pip installs for the same Python version and ABI into the venv.
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site),
+        # The test's own pip installs for the same Python version and ABI into the venv;
+        # another version's interpreter uses its own pip.
+        pip = sys.executable if base == DEBIAN_PYTHON else str(base)
+        subprocess.run([pip, "-m", "pip", "install", "--quiet", "--target", str(site),
                         *LMI_DEPS, *extra], check=True)
         (venv / ".ready").touch()
     package = site / "forkric"
