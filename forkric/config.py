@@ -174,7 +174,8 @@ SETTINGS: tuple[Setting, ...] = (
             "address of the Invoke API: where the service listens, or where clients call",
             SERVICE | CLIENT, default="127.0.0.1, loopback only"),
     Setting("port", "--port", ("FORKRIC_PORT",), _port,
-            "port of the Invoke API (0: any free port)", SERVICE | CLIENT, default="9000"),
+            "port of the Invoke API (0: any free port)", SERVICE | CLIENT,
+            default="9000; soak: any free port"),
     Setting("max_queue", "--max-queue", ("FORKRIC_MAX_QUEUE",), _non_negative_int,
             "invocations waiting for a worker before 429 TooManyRequestsException (0: none "
             "wait)", SERVICE, default="100"),
@@ -211,7 +212,8 @@ SETTINGS: tuple[Setting, ...] = (
             frozenset({"invoke"}), default="RequestResponse"),
     Setting("wait_ready_s", "--wait-ready", ("FORKRIC_WAIT_READY_S",), _non_negative_float,
             "first wait up to this many seconds for forkric local's workers to be ready "
-            "(GET /status); 0: do not wait", CLIENT, default="invoke: 0; load: 120"),
+            "(GET /status), the handler's import included; 0: do not wait (soak: no limit)",
+            CLIENT | SOAK, default="invoke: 0; load and soak: 120"),
     Setting("headless", "--headless", ("FORKRIC_LOAD_HEADLESS",), _flag,
             "run without Locust's web UI, for --duration, then print the statistics", LOAD,
             default="off: the web UI on http://127.0.0.1:8089"),
@@ -297,7 +299,10 @@ def _value(setting: Setting, given: str | list[str] | None, environ: Mapping[str
 def command_defaults(command: str) -> dict[str, Any]:
     """Where a command's defaults differ: the local service is a laptop's Lambda."""
     if command in SERVICE:
-        return {"workers": os.cpu_count() or 1, "timeout_s": 3.0}
+        found: dict[str, Any] = {"workers": os.cpu_count() or 1, "timeout_s": 3.0}
+        if command == "soak":  # any free port (a soak needs none in particular)
+            found.update(port=0, wait_ready_s=120.0)
+        return found
     if command == "load":
         return {"wait_ready_s": 120.0}
     return {}

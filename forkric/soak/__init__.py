@@ -1,32 +1,56 @@
 """`forkric soak HANDLER`: `forkric local` and a bounded headless Locust load together, every
-worker's memory sampled each second, then a leak verdict, a report, a chart and a summary.
+worker's memory sampled each second, then a verdict, a report, a chart and a summary.
 
-Exit status: 0 when no leak is suspected, 3 when one is, 1 when the soak could not run.
-Modules: service (forkric local), load (Locust), sampler, leak (the estimator), logscan (the
-runtime's log), report (CSV, JSON, summary), chart (PNG), progress (the live line).
+Exit status (verdict.py): 0 no leak, 3 leak, 4 inconclusive (the summary says why and what to
+change), 5 invocations failed (and no leak found), 1 the soak could not run.
+Without --max-worker-memory the workers are recycled at a safety limit (SAFETY_LIMIT_MB, less
+when memory is short), so a leak cannot take the machine's memory; its recycles are evidence.
+Modules: service (forkric local), load (Locust), sampler, alerts (warnings during the load),
+leak (the estimator), verdict, logscan (the runtime's log), report (CSV, JSON, summary), chart
+(PNG), progress (the live line).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
+
+import psutil
 
 from forkric.config import Config
 
 if TYPE_CHECKING:  # the soak's modules import numpy and matplotlib: only when it runs
+    from forkric.soak.alerts import Alerts
     from forkric.soak.load import LoadPlan, LoadResult
     from forkric.soak.sampler import Snapshot
     from forkric.soak.service import Service
 
-EXIT_CLEAN = 0
 EXIT_FAILED = 1
-EXIT_LEAK = 3
 SERVICE_STOP_S = 20.0
+SAFETY_LIMIT_MB = 1024.0
+SAFETY_SHARE_OF_FREE_MEMORY = 0.5  # all workers at the safety limit take at most this share
+
+
+@dataclass(frozen=True)
+class Limit:
+    mb: float
+    safety: bool  # the soak's own, the user gave none
+
+
+@dataclass
+class LoadRun:
+    snapshots: list[Snapshot]
+    result: LoadResult
+    elapsed_s: float  # the load's wall time, as the soak saw it
+    interrupted: bool
 
 
 def main(args: argparse.Namespace, config: Config) -> int:
@@ -55,67 +79,110 @@ def check(args: argparse.Namespace, config: Config) -> str:
     return ""
 
 
+def memory_limit(config: Config) -> Limit:
+    """The workers' memory limit: the user's, else a safety limit so that a leak cannot grow
+    to gigabytes unnoticed (measured before it: 3.3 GB in 15 s at 400 KB per call)."""
+    if config.max_worker_memory_mb:
+        return Limit(config.max_worker_memory_mb, safety=False)
+    free_mb = psutil.virtual_memory().available / 2**20
+    share = free_mb * SAFETY_SHARE_OF_FREE_MEMORY / max(config.workers, 1)
+    return Limit(float(max(64, min(SAFETY_LIMIT_MB, int(share)))), safety=True)
+
+
 def soak(args: argparse.Namespace, config: Config) -> int:
-    from forkric.soak import load, service
+    from forkric.soak import alerts, load, service
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     workers = config.workers
-    port = config.port if service.port_free("127.0.0.1", config.port) else service.free_port()
-    argv, env = service.local_command(args, config, port)
-    local = service.start(argv, env, out / "forkric.log", port)
+    limit = memory_limit(config)
+    port = service.take_port(config.host, config.port)
+    argv, env = service.local_command(args, config, port, limit.mb)
+    local = service.start(argv, env, out / "forkric.log", config.host, port)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stopped as by Ctrl-C: clean up
     try:
-        service.wait_ready(local, workers)
+        service.wait_ready(local, workers, config.wait_ready_s or float("inf"), config.handler)
         plan = load.LoadPlan(host=local.url, users=config.users, duration_s=config.duration_s,
                              event=config.event, result_path=out / "locust.json",
                              log_path=out / "locust.log",
                              invoke_timeout_s=config.timeout_s + 30.0)
-        snapshots, result = run_load(local, plan)
+        warn = alerts.Alerts(limit.mb, limit.safety, out / "forkric.log")
+        run = run_load(local, plan, warn)
+    except KeyboardInterrupt:
+        print("forkric soak: interrupted before the load began", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         local.stop(config.shutdown_grace_s + SERVICE_STOP_S)
-    return finish(args, config, workers, out, snapshots, result)
+        signal.signal(signal.SIGTERM, previous)
+    return finish(config, limit, out, run)
 
 
-def run_load(local: Service, plan: LoadPlan) -> tuple[list[Snapshot], LoadResult]:
-    """The load and the sampler together, the progress line fed by the sampler."""
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_load(local: Service, plan: LoadPlan, warn: Alerts) -> LoadRun:
+    """The load and the sampler together, the progress line and the warnings fed by the
+    sampler. Ctrl-C (or SIGTERM) stops the load early: what was measured is still reported."""
     from forkric.soak import load, progress, report, sampler
 
     line = progress.Progress(plan.duration_s)
     started = time.monotonic()
     watcher = sampler.Sampler(local.status, started)
-    watcher.on_snapshot = lambda snap: line.update(
-        snap, report.counter_totals(watcher.snapshots)["recycles"])
+
+    def on_snapshot(snap: Snapshot) -> None:
+        line.update(snap, report.counter_totals(watcher.snapshots)["recycles"])
+        for text in warn.check(snap):
+            line.note(text)
+
+    watcher.on_snapshot = on_snapshot
     watcher.start()
     process = load.start(plan)
+    interrupted = False
     try:
         try:
             code: int | None = process.wait(plan.deadline_s)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):  # stop it, keep what it wrote
+        except subprocess.TimeoutExpired:  # stop it, keep what it wrote
+            code = load.stop(process)
+        except KeyboardInterrupt:
+            interrupted = True
             code = load.stop(process)
     finally:
         if process.poll() is None:
             load.stop(process)
+        elapsed = time.monotonic() - started
         watcher.stop()
         line.done()
-    return watcher.snapshots, load.read_result(plan.result_path, code)
+    return LoadRun(watcher.snapshots, load.read_result(plan.result_path, code), elapsed,
+                   interrupted)
 
 
-def finish(args: argparse.Namespace, config: Config, workers: int, out: Path,
-           snapshots: list[Snapshot], result: LoadResult) -> int:
-    from forkric.soak import chart, leak, logscan, report
+def finish(config: Config, limit: Limit, out: Path, run: LoadRun) -> int:
+    from forkric.soak import chart, leak, logscan, report, verdict
 
     log = (out / "forkric.log").read_text(errors="replace")
-    marked = report.mark(snapshots, logscan.lifetime_ends(log))
-    estimate = leak.estimate(report.samples(snapshots), logscan.memory_recycles(log))
+    recycles = logscan.memory_recycles(log)
+    marked = report.mark(run.snapshots, logscan.lifetime_ends(log))
+    estimate = leak.estimate(report.samples(run.snapshots), recycles)
+    result = run.result
+    elapsed = result.elapsed_s if result.elapsed_s is not None else run.elapsed_s
+    facts = verdict.Run(limit_mb=limit.mb, safety_limit=limit.safety,
+                        duration_s=config.duration_s, elapsed_s=elapsed, workers=config.workers,
+                        invocations=result.invocations, failures=result.failures,
+                        failures_by_error=result.failures_by_error, memory_recycles=recycles,
+                        interrupted=run.interrupted or elapsed < config.duration_s - 1.0)
+    decided = verdict.decide(estimate, facts)
     settings = {"handler": config.handler, "duration_s": config.duration_s,
-                "users": config.users, "workers": workers,
-                "max_worker_memory_mb": config.max_worker_memory_mb, "event": config.event}
+                "elapsed_s": round(elapsed, 1), "users": config.users,
+                "workers": config.workers, "max_worker_memory_mb": config.max_worker_memory_mb,
+                "memory_limit_mb": limit.mb, "safety_limit": limit.safety,
+                "event": config.event}
     sites = logscan.leak_sites(log) if config.trace_leaks else None
-    document = report.build(settings, result, snapshots, estimate, sites)
+    document = report.build(settings, result, run.snapshots, estimate, decided, sites)
     report.write_csv(out / "memory.csv", marked)
     report.write_json(out / "report.json", document)
-    chart.draw(out / "memory.png", marked, snapshots,
-               f"forkric soak: {config.handler}, {workers} workers, {config.users} users",
-               config.max_worker_memory_mb)
-    print(report.summary(document, out))
-    return EXIT_LEAK if estimate.suspected else EXIT_CLEAN
+    chart.draw(out / "memory.png", marked, run.snapshots,
+               f"forkric soak: {config.handler}, {config.workers} workers, {config.users} users",
+               limit.mb, decided.headline(estimate))
+    print(report.summary(document, decided.headline(estimate), out))
+    return decided.status

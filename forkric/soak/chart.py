@@ -1,8 +1,10 @@
 """memory.png: each worker's private memory (USS) over time, one line per worker slot, its
-recycles and crashes marked; beside it, the workers' total PSS and USS."""
+recycles and crashes marked, the memory limit in force; beside it, the workers' total PSS and
+USS; above both, the verdict with its rate and the time a worker takes to reach the limit."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -15,18 +17,24 @@ from matplotlib.axes import Axes
 from forkric.soak.report import Marked
 from forkric.soak.sampler import Snapshot
 
+VERDICT_COLOURS = {"LEAK": "tab:red", "NO LEAK": "tab:green", "INCONCLUSIVE": "tab:orange"}
+HEADLINE_WIDTH = 150  # characters a line, wrapped beyond
 MARKERS = {"recycle": ("v", "recycle"), "crash": ("X", "crash"), "kill": ("X", "killed"),
            "exit": ("s", "exit")}
 
 
 def draw(path: Path, marked: list[Marked], snapshots: list[Snapshot], title: str,
-         limit_mb: float = 0.0) -> None:
-    figure, (workers, total) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
+         limit_mb: float = 0.0, headline: str = "") -> None:
+    """Write the chart; `headline` is the verdict's line, drawn in its colour under the title."""
+    figure, (workers, total) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=(3, 2))
     try:
         _workers(workers, marked, limit_mb)
         _total(total, snapshots)
-        figure.suptitle(title)
-        figure.tight_layout()
+        figure.suptitle(title, y=0.99)
+        kind = headline.split(":", 1)[0]
+        figure.text(0.5, 0.93, textwrap.fill(headline, HEADLINE_WIDTH), ha="center", va="top",
+                    fontsize="small", color=VERDICT_COLOURS.get(kind, "black"))
+        figure.tight_layout(rect=(0, 0, 1, 0.88))
         figure.savefig(path, dpi=100)
     finally:
         plt.close(figure)
@@ -57,7 +65,7 @@ def _workers(axes: Axes, marked: list[Marked], limit_mb: float) -> None:
             axes.scatter([], [], marker=marker, color="black", label=label)
     if limit_mb:
         axes.axhline(limit_mb, color="red", linestyle="--", linewidth=1,
-                     label=f"--max-worker-memory {limit_mb:g} MB")
+                     label=f"memory limit {limit_mb:g} MB")
     axes.set_xlabel("seconds")
     axes.set_ylabel("private memory (USS), MB")
     axes.set_title("each worker")

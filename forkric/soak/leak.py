@@ -60,6 +60,13 @@ MIN_SAMPLES = 2  # one pair: a lifetime between two quick recycles still counts
 MIN_KB_PER_INVOCATION = 1.0
 MIN_GROWTH_MB = 4.0
 MIN_CONFIDENCE = 0.6
+# "No leak" only from lifetimes that could have shown one of this size: MIN_GROWTH_MB over 1,024
+# invocations. Coarser than that, the run is inconclusive.
+MAX_RESOLUTION_KB = 4.0
+
+LEAK = "leak"
+NO_LEAK = "no leak"
+INCONCLUSIVE = "inconclusive"
 
 
 @dataclass
@@ -95,13 +102,20 @@ class LeakEstimate:
     predicted_growth_mb: float  # the slope times the invocations analysed, per lifetime
     threshold_kb_per_invocation: float = MIN_KB_PER_INVOCATION
     per_lifetime: list[LifetimeSlope] = field(default_factory=list)
+    verdict: str = INCONCLUSIVE  # LEAK, NO_LEAK or INCONCLUSIVE
+    # The smallest leak the measured lifetimes could show, KB per invocation (inf: none measured)
+    resolution_kb_per_invocation: float = float("inf")
+    lifetime_invocations: float = 0.0  # what a typical measured lifetime spans
+    base_kb: float = 0.0  # USS a lifetime starts from, on the slope's line (at 0 invocations)
     reason: str = ""
 
     def as_dict(self) -> dict[str, object]:
         found = asdict(self)
         for key in ("kb_per_invocation", "confidence", "r2", "consistency",
-                    "predicted_growth_mb"):
+                    "predicted_growth_mb", "lifetime_invocations", "base_kb"):
             found[key] = round(found[key], 3)
+        finest = found["resolution_kb_per_invocation"]
+        found["resolution_kb_per_invocation"] = round(finest, 3) if finest < 1e9 else None
         for entry in found["per_lifetime"]:
             entry["kb_per_invocation"] = round(entry["kb_per_invocation"], 3)
         return found
@@ -161,11 +175,24 @@ def within_r2(lives: list[Lifetime], slope: float) -> float:
     return max(0.0, 1.0 - residual / total) if total > 0 else 0.0
 
 
+def typical_span(lives: list[Lifetime]) -> float:
+    """The invocations a measured lifetime spans, each lifetime weighted by its own span: a
+    last, cut-short lifetime beside many whole ones changes it little."""
+    spans = np.array([life.span for life in lives], dtype=float)
+    return float(np.sum(spans ** 2) / np.sum(spans))
+
+
+def resolution(span: float) -> float:
+    """The smallest leak, KB per invocation, that lifetimes spanning `span` invocations could
+    show: MIN_GROWTH_MB over the span, and never finer than MIN_KB_PER_INVOCATION."""
+    return max(MIN_KB_PER_INVOCATION, MIN_GROWTH_MB * 1024 / span) if span > 0 else float("inf")
+
+
 def estimate(samples: Iterable[Sample], recycles: Iterable[Recycle] = ()) -> LeakEstimate:
     lives = lifetimes(samples, recycles)
     if not lives:
-        return LeakEstimate(False, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0,
-                            reason="no worker lived long enough to be measured")
+        return LeakEstimate(False, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, verdict=INCONCLUSIVE,
+                            reason="no worker lifetime spanned two measurements")
     found = [pairs(life) for life in lives]
     slopes = np.concatenate([s for s, _ in found])
     weights = np.concatenate([w for _, w in found])
@@ -177,16 +204,38 @@ def estimate(samples: Iterable[Sample], recycles: Iterable[Recycle] = ()) -> Lea
     analysed = sum(life.span for life in lives)
     consistency = sum(p.invocations for p in per_life
                       if p.kb_per_invocation >= MIN_KB_PER_INVOCATION) / analysed
-    growth_mb = slope * analysed / len(lives) / 1024
-    checks = [(slope >= MIN_KB_PER_INVOCATION,
-               f"{slope:.2f} KB/invocation is under {MIN_KB_PER_INVOCATION:g}"),
-              (growth_mb >= MIN_GROWTH_MB,
-               f"{growth_mb:.1f} MB of growth per lifetime is under {MIN_GROWTH_MB:g}"),
-              (confidence >= MIN_CONFIDENCE,
-               f"confidence {confidence:.2f} is under {MIN_CONFIDENCE:g}")]
-    failed = [why for ok, why in checks if not ok]
+    span = typical_span(lives)
+    growth_mb = slope * span / 1024
+    finest = resolution(span)
+    verdict, reason = judge(slope, growth_mb, confidence, span, finest)
     return LeakEstimate(
-        suspected=not failed, kb_per_invocation=slope, confidence=confidence,
+        suspected=verdict == LEAK, kb_per_invocation=slope, confidence=confidence,
         r2=within_r2(lives, slope), consistency=consistency, lifetimes=len(lives),
         invocations_analysed=analysed, predicted_growth_mb=growth_mb, per_lifetime=per_life,
-        reason="; ".join(failed) or "private memory grows steadily with invocations")
+        verdict=verdict, resolution_kb_per_invocation=finest, lifetime_invocations=span,
+        base_kb=float(np.median([np.median(life.uss_kb - slope * life.invocations)
+                                 for life in lives])),
+        reason=reason)
+
+
+def judge(slope: float, growth_mb: float, confidence: float, span: float,
+          finest: float) -> tuple[str, str]:
+    """(verdict, why) from the pooled slope, the growth it predicts over a typical lifetime, the
+    share of pairs that grew, and the smallest leak those lifetimes could show."""
+    grew = slope >= MIN_KB_PER_INVOCATION and confidence >= MIN_CONFIDENCE
+    if grew and growth_mb >= MIN_GROWTH_MB:
+        return LEAK, (f"private memory grows steadily with invocations ({growth_mb:.1f} MB over "
+                      f"a typical lifetime of {span:.0f} invocations)")
+    if grew:
+        return INCONCLUSIVE, (f"private memory grew {slope:.2f} KB per invocation, but only "
+                              f"{growth_mb:.1f} MB over a typical lifetime of {span:.0f} "
+                              f"invocations: too little to tell from the allocator's steps "
+                              f"(under {MIN_GROWTH_MB:g} MB)")
+    if finest > MAX_RESOLUTION_KB:
+        return INCONCLUSIVE, (f"a typical lifetime spanned only {span:.0f} invocations: a leak "
+                              f"under {finest:.1f} KB per invocation would not have shown")
+    if slope >= finest:  # it grew, but the pairs do not agree
+        return INCONCLUSIVE, (f"private memory moved {slope:.2f} KB per invocation, but only "
+                              f"{confidence:.2f} of the measurements agree it grew")
+    return NO_LEAK, (f"no leak of {finest:.1f} KB per invocation or more "
+                     f"({slope:.2f} KB measured, lifetimes of {span:.0f} invocations)")

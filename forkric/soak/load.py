@@ -48,6 +48,7 @@ class LoadResult:
     latency_ms: dict[str, float | None] = field(default_factory=dict)
     requests_per_s: float = 0.0
     exit_code: int | None = None
+    elapsed_s: float | None = None  # how long the load ran, as Locust timed it
 
 
 def load_argv(plan: LoadPlan) -> list[str]:
@@ -88,6 +89,7 @@ def read_result(path: Path, exit_code: int | None = None) -> LoadResult:
     except (OSError, ValueError):
         return result  # the load did not finish: nothing measured
     total = found["total"]
+    result.elapsed_s = found.get("elapsed_s")
     result.invocations = total["requests"]
     result.failures = total["failures"]
     result.requests_per_s = round(total["requests_per_s"], 1)

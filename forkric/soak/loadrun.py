@@ -10,6 +10,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +35,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(options: argparse.Namespace) -> RequestStats:
+def run(options: argparse.Namespace) -> tuple[RequestStats, float]:
+    """Locust's numbers, and the seconds the load really ran (less than asked when stopped)."""
     parsed = argparse.Namespace(event=options.event, function_name="function", think_time=0.0,
                                 invoke_timeout=options.invoke_timeout)
     environment = Environment(user_classes=[InvokeUser], host=options.host, events=events,
@@ -42,10 +44,14 @@ def run(options: argparse.Namespace) -> RequestStats:
     runner = environment.create_local_runner()
     for sig in (signal.SIGTERM, signal.SIGINT):  # stopped early: still report what was done
         gevent.signal_handler(sig, runner.quit)
+    started = time.monotonic()
     runner.start(options.users, spawn_rate=options.users)
-    gevent.spawn_later(options.duration, runner.quit)
+    # The event loop's clock is read once per turn: after a slow start it is behind, and the
+    # load stopped up to a second early (14.2 s of 15 measured).
+    gevent.get_hub().loop.update_now()
+    gevent.spawn_later(options.duration - (time.monotonic() - started), runner.quit)
     runner.greenlet.join()
-    return environment.stats
+    return environment.stats, time.monotonic() - started
 
 
 def entry(stats: StatsEntry) -> dict[str, Any]:
@@ -57,8 +63,9 @@ def entry(stats: StatsEntry) -> dict[str, Any]:
             "requests_per_s": stats.total_rps, "latency_ms": latency}
 
 
-def summary(stats: RequestStats) -> dict[str, Any]:
+def summary(stats: RequestStats, elapsed_s: float) -> dict[str, Any]:
     return {
+        "elapsed_s": round(elapsed_s, 3),
         "total": entry(stats.total),
         "entries": [entry(e) for e in stats.entries.values()],
         "errors": [{"name": e.name, "error": e.parse_error(e.error), "occurrences": e.occurrences}
@@ -68,9 +75,9 @@ def summary(stats: RequestStats) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse(sys.argv[1:] if argv is None else argv)
-    stats = run(options)
+    stats, elapsed_s = run(options)
     with open(options.out, "w") as file:
-        json.dump(summary(stats), file, indent=2)
+        json.dump(summary(stats, elapsed_s), file, indent=2)
     return 0
 
 

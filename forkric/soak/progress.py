@@ -46,6 +46,15 @@ class Progress:
                 f"{snap.failed} failed  workers {snap.total_pss_kb / 1024:7.1f} MB PSS  "
                 f"{recycles} recycled")
 
+    def note(self, text: str) -> None:
+        """A line of its own, under the progress line."""
+        with self.lock:
+            if self.tty and self.width:
+                self.stream.write("\n")
+                self.width = 0
+            self.stream.write(f"forkric soak: warning: {text}\n")
+            self.stream.flush()
+
     def done(self) -> None:
         with self.lock:
             if self.tty and self.width:

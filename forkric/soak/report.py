@@ -14,6 +14,7 @@ from forkric.soak.leak import LeakEstimate
 from forkric.soak.load import LoadResult
 from forkric.soak.logscan import LeakSite
 from forkric.soak.sampler import COUNTERS, Sample, Snapshot
+from forkric.soak.verdict import Verdict
 
 CSV_COLUMNS = ("time_s", "worker", "pid", "rss_mb", "uss_mb", "pss_mb", "invocations", "event")
 
@@ -82,10 +83,12 @@ def peaks(snapshots: Iterable[Snapshot]) -> dict[str, float]:
 
 
 def build(settings: dict[str, Any], load: LoadResult, snapshots: list[Snapshot],
-          leak: LeakEstimate, sites: list[LeakSite] | None) -> dict[str, Any]:
+          leak: LeakEstimate, verdict: Verdict, sites: list[LeakSite] | None) -> dict[str, Any]:
     counters = counter_totals(snapshots)
     report: dict[str, Any] = {
         **settings,
+        "verdict": verdict.outcome,
+        "exit_status": verdict.status,
         "invocations": load.invocations,
         "failures": load.failures,
         "function_errors": load.function_errors,
@@ -99,6 +102,7 @@ def build(settings: dict[str, Any], load: LoadResult, snapshots: list[Snapshot],
         "latency_ms": load.latency_ms,
         "samples": len(snapshots),
         "leak": leak.as_dict(),
+        "decision": verdict.as_dict(),
     }
     if sites is not None:
         report["leak_sites"] = [site.as_dict() for site in sites]
@@ -109,17 +113,14 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def summary(report: dict[str, Any], out: Path) -> str:
-    leak = report["leak"]
+def summary(report: dict[str, Any], headline: str, out: Path) -> str:
     latency = report["latency_ms"]
-    verdict = (f"LEAK suspected: {leak['kb_per_invocation']:.1f} KB per invocation "
-               f"(confidence {leak['confidence']:.2f}, r² {leak['r2']:.2f}, "
-               f"{leak['lifetimes']} worker lifetime(s))" if leak["suspected"] else
-               f"no leak suspected ({leak['kb_per_invocation']:.2f} KB per invocation; "
-               f"{leak['reason']})")
+    limit = (f"{report['memory_limit_mb']:g} MB limit" + (" (safety)" if report["safety_limit"]
+                                                          else ""))
     lines = [
-        f"forkric soak: {report['handler']}, {report['duration_s']:g} s, {report['users']} "
-        f"users, {report['workers']} workers",
+        f"forkric soak: {report['handler']}, {report['elapsed_s']:g} s of load "
+        f"({report['duration_s']:g} s asked), {report['users']} users, {report['workers']} "
+        f"workers, {limit}",
         f"  {report['invocations']} invocations ({report['invocations_per_s']:g}/s), "
         f"{report['failures']} failed ({report['function_errors']} function errors); "
         f"latency p50 {_ms(latency.get('p50'))}, p99 {_ms(latency.get('p99'))}, "
@@ -127,11 +128,15 @@ def summary(report: dict[str, Any], out: Path) -> str:
         f"  {report['recycles']} recycles, {report['crashes']} crashes; peak worker USS "
         f"{report['peak_worker_uss_mb']:.1f} MB, peak total PSS "
         f"{report['peak_total_pss_mb']:.1f} MB",
-        f"  {verdict}",
     ]
+    for name, count in sorted(report["failures_by_error"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"    failed: {count} x {name}")
+    lines.append(f"  {headline}")
     for site in report.get("leak_sites", [])[:3]:
         lines.append(f"    grew at {site['site']}: +{site['growth_mb']:.1f} MB "
                      f"(in {site['workers']} recycled worker(s))")
+    for text in report["decision"]["warnings"]:
+        lines.append(f"  warning: {text}")
     lines.append(f"  {out / 'report.json'}, {out / 'memory.csv'}, {out / 'memory.png'}")
     return "\n".join(lines)
 

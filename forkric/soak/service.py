@@ -19,7 +19,6 @@ from typing import Any
 
 from forkric.config import SETTINGS, Config
 
-READY_TIMEOUT_S = 60.0  # importing a heavy handler (pandas, torch) takes a while
 POLL_S = 0.05
 STATUS_TIMEOUT_S = 10.0
 
@@ -88,59 +87,87 @@ def port_free(host: str, port: int) -> bool:
         return True
 
 
-def local_command(args: argparse.Namespace, config: Config,
-                  port: int) -> tuple[list[str], dict[str, str]]:
+def local_command(args: argparse.Namespace, config: Config, port: int,
+                  max_worker_memory_mb: float) -> tuple[list[str], dict[str, str]]:
     """`python -m forkric local HANDLER ...` and its environment: every runtime setting the soak
-    was given on its command line travels as its environment variable, the rest is inherited."""
+    was given on its command line travels as its environment variable, the rest is inherited;
+    the workers' memory limit is the one the soak decided (the user's, or its safety limit)."""
     env = dict(os.environ)
     for setting in SETTINGS:
         given = getattr(args, setting.name, None)
         # The service's own settings go on its command line; it keeps its own status file.
         if given is not None and "run" in setting.commands and setting.name != "status_file":
             env[setting.env[0]] = str(given)
+    env["FORKRIC_MAX_WORKER_MEMORY_MB"] = f"{max_worker_memory_mb:g}"
     # Every user may have one invocation waiting: more queue than users is never needed.
     max_queue = config.max_queue if args.max_queue is not None else max(
         config.max_queue, config.users)
-    argv = [sys.executable, "-m", "forkric", "local", config.handler, "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "forkric", "local", config.handler, "--host", config.host,
             "--port", str(port), "--workers", str(config.workers), "--timeout",
             str(config.timeout_s), "--max-queue", str(max_queue)]
     return argv, env
 
 
-def start(argv: list[str], env: dict[str, str], log_path: Path, port: int) -> Service:
+def start(argv: list[str], env: dict[str, str], log_path: Path, host: str, port: int) -> Service:
     log_file = log_path.open("wb")
     try:
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     finally:
         log_file.close()
-    return Service(process, "127.0.0.1", port, log_path)
+    return Service(process, host, port, log_path)
 
 
-def wait_ready(service: Service, workers: int,
-               timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
-    """Poll `GET /status` until `workers` workers wait for invocations."""
+def take_port(host: str, port: int) -> int:
+    """The port to serve on: `port`, or any free one for 0; ServiceError when it is taken."""
+    if not port:
+        return free_port(host)
+    if not port_free(host, port):
+        raise ServiceError(f"cannot listen on {host}:{port}: the port is taken (choose another "
+                           f"with --port, or leave --port out for any free one)")
+    return port
+
+
+def wait_ready(service: Service, workers: int, timeout: float, handler: str) -> dict[str, Any]:
+    """Poll `GET /status` until the service says it is ready (every worker polling); a
+    ServiceError when the service dies, the handler fails to initialise, or `timeout` passes."""
     deadline = time.monotonic() + timeout
-    last_error = ""
+    found: dict[str, Any] = {}
     while time.monotonic() < deadline:
         if not service.alive():
             raise ServiceError(f"forkric local exited with {service.process.returncode}:\n"
                                f"{service.log_tail()}")
         try:
             found = service.status(timeout=2.0)
-        except (OSError, ServiceError, ValueError) as exc:
-            last_error = str(exc)
+        except (OSError, ServiceError, ValueError):
+            pass  # not listening yet
         else:
-            if _ready(found, workers):
+            if ready(found, workers):
                 return found
             if found.get("runtime", {}).get("init_failed"):
                 raise ServiceError(f"the handler failed to initialise:\n{service.log_tail()}")
         time.sleep(POLL_S)
-    raise ServiceError(f"forkric local was not ready after {timeout:.0f} s ({last_error}):\n"
+    raise ServiceError(f"{not_ready(found, workers, handler, timeout)} (give it longer with "
+                       f"--wait-ready or FORKRIC_WAIT_READY_S); its log ends:\n"
                        f"{service.log_tail()}")
 
 
-def _ready(found: dict[str, Any], workers: int) -> bool:
+def ready(found: dict[str, Any], workers: int) -> bool:
+    """The service's own `ready` when it says one; else every worker polling."""
+    if "ready" in found:
+        return bool(found["ready"])
     slots = found.get("workers", {}).get("slots", [])
     idle = [slot for slot in slots if slot.get("state") == "idle"]
     return len(idle) >= workers and found.get("pollers", workers) >= workers
+
+
+def not_ready(found: dict[str, Any], workers: int, handler: str, timeout: float) -> str:
+    """Why the service is not ready, in the user's terms: the import, or the workers."""
+    if not found:
+        return f"forkric local did not answer on its status endpoint within {timeout:g} s"
+    slots = [s for s in found.get("workers", {}).get("slots", []) if s.get("state") != "empty"]
+    if not slots:
+        return (f"the handler's import ({handler}) had not finished after {timeout:g} s: "
+                f"the workers are forked once it is done")
+    polling = sum(1 for slot in slots if slot.get("state") == "idle")
+    return f"{polling} of {workers} worker(s) were polling for invocations after {timeout:g} s"

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import matplotlib.image
 import pytest
 
-from tests.support.rie import base_env, free_port
+from tests.support.rie import base_env
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -23,16 +26,20 @@ TRUE_KB_PER_INVOCATION = LEAK_KB + 33 / 1024
 pytestmark = pytest.mark.timeout(150)
 
 
+def soak_argv(out: Path, handler: str, *args: str, duration: float = 15,
+              workers: int = 2) -> list[str]:
+    return [sys.executable, "-m", "forkric", "soak", handler, "--duration", f"{duration:g}",
+            "--users", "4", "--workers", str(workers), "--out", str(out), *args]
+
+
 def soak(out: Path, handler: str, *args: str, env: dict[str, str] | None = None,
          duration: float = 15, workers: int = 2) -> tuple[int, dict[str, Any], str]:
-    argv = [sys.executable, "-m", "forkric", "soak", handler, "--duration", f"{duration:g}",
-            "--users", "4", "--workers", str(workers), "--port", str(free_port()),
-            "--out", str(out), *args]
-    done = subprocess.run(argv, cwd=REPO, env=base_env(**(env or {})), capture_output=True,
+    done = subprocess.run(soak_argv(out, handler, *args, duration=duration, workers=workers),
+                          cwd=REPO, env=base_env(**(env or {})), capture_output=True,
                           text=True, timeout=duration + 90)
     report_path = out / "report.json"
     assert report_path.exists(), f"no report:\n{done.stdout}\n{done.stderr}"
-    return done.returncode, json.loads(report_path.read_text()), done.stdout
+    return done.returncode, json.loads(report_path.read_text()), done.stdout + done.stderr
 
 
 def csv_rows(out: Path) -> list[dict[str, str]]:
@@ -63,8 +70,13 @@ def test_a_leak_is_found_at_its_rate(leaky: tuple[Path, int, dict[str, Any], str
     assert found["suspected"] is True
     assert abs(found["kb_per_invocation"] - TRUE_KB_PER_INVOCATION) <= 0.25 * TRUE_KB_PER_INVOCATION
     assert found["confidence"] >= 0.9
-    assert code == 3
-    assert "LEAK suspected" in stdout
+    assert code == 3 and report["verdict"] == "leak"
+    assert "LEAK: " in stdout
+    # The chart and the summary say when a worker reaches the limit, from the same numbers.
+    decision = report["decision"]
+    assert decision["invocations_to_limit"] == pytest.approx(
+        (80 * 1024 - 4 * 1024) / found["kb_per_invocation"], rel=0.1)
+    assert "reaches the --max-worker-memory 80 MB limit after" in stdout
 
 
 def test_a_leak_whose_workers_live_under_a_second_is_found(tmp_path: Path) -> None:
@@ -105,13 +117,18 @@ def test_files_of_the_leaky_run(leaky: tuple[Path, int, dict[str, Any], str]) ->
     assert_chart(out)
 
 
+def found_resolution(report: dict[str, Any]) -> float:
+    return float(report["leak"]["resolution_kb_per_invocation"])
+
+
 def test_a_clean_handler_is_not_flagged(tmp_path: Path) -> None:
     code, report, stdout = soak(tmp_path, "loadtest.handlers.clean.handler", duration=15)
     assert report["leak"]["suspected"] is False
     assert report["leak"]["kb_per_invocation"] < 1.0
     assert report["failures"] == 0 and report["recycles"] == 0
-    assert code == 0
-    assert "no leak suspected" in stdout
+    assert code == 0 and report["verdict"] == "no leak"
+    assert found_resolution(report) <= 4.0
+    assert "NO LEAK: no leak of" in stdout
     assert {row["worker"] for row in csv_rows(tmp_path)} == {"0", "1"}
     assert_chart(tmp_path)
 
@@ -119,9 +136,79 @@ def test_a_clean_handler_is_not_flagged(tmp_path: Path) -> None:
 def test_a_handler_that_cannot_be_imported_fails_the_soak(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "forkric", "soak", "loadtest.handlers.missing.handler",
-         "--duration", "5", "--users", "1", "--workers", "1", "--port", str(free_port()),
+         "--duration", "5", "--users", "1", "--workers", "1",
          "--out", str(tmp_path)], cwd=REPO, env=base_env(), capture_output=True, text=True,
         timeout=90)
     assert done.returncode == 1
     assert "Runtime.ImportModuleError" in done.stderr
     assert not (tmp_path / "report.json").exists()
+
+
+def test_a_slower_leak_under_a_limit_is_found(tmp_path: Path) -> None:
+    # The "about 50 KB per call, limit 80 MB", reported at 0 KB per call before.
+    code, report, stdout = soak(tmp_path, "loadtest.handlers.leaky.handler",
+                                "--max-worker-memory", "80", env={"LEAK_KB": "50"}, duration=15)
+    found = report["leak"]
+    assert found["suspected"] is True, stdout
+    assert abs(found["kb_per_invocation"] - 50) <= 0.25 * 50
+    assert code == 3
+
+
+def test_a_limit_below_one_invocation_is_warned_about_and_inconclusive(tmp_path: Path) -> None:
+    # `--max-worker-memory 2`, meant as 2 GB: every call recycled its worker, the soak said
+    # nothing and passed.
+    code, report, output = soak(tmp_path, "loadtest.handlers.clean.handler",
+                                "--max-worker-memory", "2", duration=4)
+    assert report["recycles"] >= 3
+    assert code == 4 and report["verdict"] == "inconclusive"
+    assert "INCONCLUSIVE: " in output and "raise --max-worker-memory" in output
+    assert "forkric soak: warning: --max-worker-memory 2 MB recycles workers on nearly every " \
+           "invocation" in output  # said during the load, not only at the end
+    assert "did you mean 2048?" in output
+
+
+def test_failed_invocations_fail_the_soak_by_their_error_type(tmp_path: Path) -> None:
+    code, report, output = soak(tmp_path, "loadtest.handlers.crashy.handler", "--event",
+                                '{"crash_rate": 1.0, "crash_how": "raise"}', "--host",
+                                "127.0.0.2", duration=3)
+    assert report["invocations"] > 0 and report["failures"] == report["invocations"]
+    assert report["failures_by_error"] == {"function error: CrashyError": report["failures"]}
+    assert code == 5, output
+    assert f"failed: {report['failures']} x function error: CrashyError" in output
+    assert "forkric local: Invoke API on http://127.0.0.2:" in (
+        tmp_path / "forkric.log").read_text()  # --host is the service's address
+
+
+def test_ctrl_c_reports_what_ran_and_how_long(tmp_path: Path) -> None:
+    # Stopped at 9 s, a soak reported the 30 s it was asked for.
+    started = time.monotonic()
+    process = subprocess.Popen(soak_argv(tmp_path, "loadtest.handlers.clean.handler",
+                                         duration=60), cwd=REPO, env=base_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:  # the progress line: the load is on
+        if line.startswith("forkric soak: ") and " inv/s " in line and not line.startswith(
+                "forkric soak:    0/"):
+            break
+    process.send_signal(signal.SIGINT)
+    before_sigint_s = time.monotonic() - started
+    stdout, _ = process.communicate(timeout=60)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert 0 < report["elapsed_s"] <= before_sigint_s, stdout  # Locust's own clock
+    assert report["invocations"] > 0
+    assert f"{report['elapsed_s']:g} s of load (60 s asked)" in stdout
+    assert "stopped early" in stdout
+
+
+def test_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(soak_argv(tmp_path, "loadtest.handlers.clean.handler", "--port",
+                                        str(port), duration=3), cwd=REPO, env=base_env(),
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"forkric soak: cannot listen on 127.0.0.1:{port}: the port "
+                                   f"is taken (choose another with --port, or leave --port out "
+                                   f"for any free one)")

@@ -114,7 +114,9 @@ def test_a_small_slope_is_under_the_threshold() -> None:
     found = leak.estimate(list(series(1, 0, 30, 300, leaking(0.5, noise_kb=50))))
     assert found.kb_per_invocation == pytest.approx(0.5, rel=0.1)
     assert not found.suspected
-    assert "under" in found.reason
+    assert found.verdict == leak.NO_LEAK
+    assert found.resolution_kb_per_invocation == leak.MIN_KB_PER_INVOCATION
+    assert "no leak of 1.0 KB per invocation or more" in found.reason
 
 
 def test_too_little_growth_is_not_evidence() -> None:
@@ -122,14 +124,16 @@ def test_too_little_growth_is_not_evidence() -> None:
     found = leak.estimate(list(series(1, 0, 7, 100, leaking(2))))
     assert found.kb_per_invocation == pytest.approx(2, rel=0.05)
     assert not found.suspected
-    assert "MB of growth" in found.reason
+    assert found.verdict == leak.INCONCLUSIVE  # it grew, too little to be sure: never "no leak"
+    assert "too little to tell" in found.reason
 
 
 def test_no_usable_samples() -> None:
     found = leak.estimate([Sample(0.0, 0, 1, 1, 1, 1, 0, "idle")])
     assert not found.suspected
     assert found.lifetimes == 0
-    assert "long enough" in found.reason
+    assert found.verdict == leak.INCONCLUSIVE
+    assert "no worker lifetime spanned two measurements" in found.reason
 
 
 def test_idle_workers_are_left_out() -> None:
@@ -190,4 +194,29 @@ def test_a_recycle_joins_the_samples_of_its_own_lifetime() -> None:
 
 def test_recycles_after_one_invocation_give_no_rate() -> None:
     found = leak.estimate([], [recycled(400 + i, 1, 0, first_uss_kb=3_000) for i in range(5)])
-    assert not found.suspected and found.lifetimes == 0
+    assert found.verdict == leak.INCONCLUSIVE and found.lifetimes == 0
+
+
+def test_short_clean_lifetimes_are_inconclusive_not_clean() -> None:
+    # Flat memory, but each lifetime measured over 300 invocations only: a 10 KB leak would
+    # have grown 3 MB there, within the allocator's steps.
+    found = leak.estimate(list(series(1, 0, 5, 100, leaking(0, noise_kb=100))))
+    assert found.verdict == leak.INCONCLUSIVE
+    assert found.resolution_kb_per_invocation > leak.MAX_RESOLUTION_KB
+    assert "would not have shown" in found.reason
+
+
+def test_a_clean_run_says_what_it_could_have_seen() -> None:
+    found = leak.estimate(list(series(1, 0, 20, 150, leaking(0, noise_kb=300))))
+    assert found.verdict == leak.NO_LEAK
+    assert 1.0 < found.resolution_kb_per_invocation < 2.0  # 4 MB over about 2,700 invocations
+    assert found.as_dict()["resolution_kb_per_invocation"] == pytest.approx(
+        found.resolution_kb_per_invocation, abs=0.001)
+
+
+def test_typical_span_weighs_lifetimes_by_their_span() -> None:
+    def life(span: int) -> leak.Lifetime:
+        return leak.Lifetime(1, 0, np.array([0.0, span]), np.array([0.0, 0.0]))
+
+    assert leak.typical_span([life(1_000)] * 9 + [life(100)]) == pytest.approx(
+        (9 * 1_000 ** 2 + 100 ** 2) / 9_100)

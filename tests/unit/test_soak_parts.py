@@ -7,9 +7,10 @@ import io
 import json
 from pathlib import Path
 
-from forkric.soak import load, logscan, progress, report
+from forkric.soak import load, logscan, progress, report, verdict
 from forkric.soak.leak import estimate
 from forkric.soak.sampler import Sample, Snapshot, snapshot
+from tests.unit.test_soak_verdict import facts
 
 LOG = """\
 [INFO]\t2026-01-01T00:00:00.000Z\t\tforkric: supervisor 10 starting 2 worker(s) for app.handler
@@ -131,15 +132,22 @@ def test_progress_plain_lines_every_few_seconds() -> None:
 def test_summary_reads_at_a_glance(tmp_path: Path) -> None:
     samples = [_sample(t, 0, 11, uss_kb=4000 + 64 * t * 100) for t in range(30)]
     found = estimate(samples)
-    settings = {"handler": "app.handler", "duration_s": 30.0, "users": 4, "workers": 1,
-                "max_worker_memory_mb": 0.0, "event": "{}"}
+    decided = verdict.decide(found, facts(limit_mb=1024.0, safety_limit=True, elapsed_s=29.6,
+                                          workers=1, invocations=3000))
+    settings = {"handler": "app.handler", "duration_s": 30.0, "elapsed_s": 29.6, "users": 4,
+                "workers": 1, "max_worker_memory_mb": 0.0, "memory_limit_mb": 1024.0,
+                "safety_limit": True, "event": "{}"}
     document = report.build(settings, load.LoadResult(invocations=3000, latency_ms={
         "p50": 2.0, "p90": 4.0, "p99": 9.0, "max": 30.0}),
-        [_snap(t, s) for t, s in enumerate(samples)], found, [])
-    text = report.summary(document, tmp_path)
-    assert "LEAK suspected: 64.0 KB per invocation" in text
+        [_snap(t, s) for t, s in enumerate(samples)], found, decided, [])
+    text = report.summary(document, decided.headline(found), tmp_path)
+    assert "29.6 s of load (30 s asked)" in text and "1024 MB limit (safety)" in text
+    assert "LEAK: 64.0 KB per invocation" in text
+    # 1,024 MB from about 4 MB, at 64 KB a call and 101 calls a second.
+    assert "reaches the soak's safety limit of 1024 MB after 16,322 invocations (161.0 s" in text
     assert "3000 invocations" in text and "p99 9 ms" in text
-    assert document["leak_sites"] == []
+    assert document["leak_sites"] == [] and document["verdict"] == "leak"
+    assert document["exit_status"] == verdict.EXIT_LEAK
 
 
 def test_a_worker_that_cannot_be_measured_gives_no_sample() -> None:

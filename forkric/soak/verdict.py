@@ -1,0 +1,182 @@
+"""The soak's verdict: leak, no leak or inconclusive, its exit status, and what to change when
+the run could not tell.
+
+The estimate (leak.py) says what the memory did; this module adds what the run was: the limit
+in force, how long the load really ran, what failed, how the workers were recycled. "Could not
+measure" is never "no leak": a CI gate reading the exit status must not pass what was not seen.
+
+Exit statuses: 0 no leak, 3 leak, 4 inconclusive, 5 invocations failed (and no leak found);
+1 is left to a soak that could not run at all, 2 to a bad command line.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from forkric.soak import leak
+from forkric.soak.logscan import Recycle
+
+EXIT_NO_LEAK = 0
+EXIT_LEAK = 3
+EXIT_INCONCLUSIVE = 4
+EXIT_INVOCATIONS_FAILED = 5
+# A worker recycled within this many invocations was recycled by its first calls alone.
+QUICK_RECYCLE_INVOCATIONS = 2
+WARM_UP_S = 5.0  # Locust's start and each lifetime's first sample, left out of the estimate
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the run was, beside what the memory did."""
+
+    limit_mb: float  # the per-worker memory limit in force: the user's, or the soak's safety one
+    safety_limit: bool  # True when the user gave none and the soak set one
+    duration_s: float  # asked
+    elapsed_s: float  # how long the load really ran
+    workers: int
+    invocations: int
+    failures: int
+    failures_by_error: dict[str, int]
+    memory_recycles: Sequence[Recycle] = ()
+    interrupted: bool = False
+
+
+@dataclass
+class Verdict:
+    outcome: str  # leak.LEAK, leak.NO_LEAK or leak.INCONCLUSIVE: what the memory says
+    status: int  # the exit status
+    why: str
+    advice: str = ""  # what to change for a verdict, when there is none
+    # For a leak: when a worker reaches the limit in force, from its first invocation.
+    invocations_to_limit: float | None = None
+    seconds_to_limit: float | None = None
+    limit: str = ""  # the limit in force, in words
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        found = asdict(self)
+        for key in ("invocations_to_limit", "seconds_to_limit"):
+            if found[key] is not None:
+                found[key] = round(found[key], 1)
+        return found
+
+    def headline(self, estimate: leak.LeakEstimate) -> str:
+        if self.outcome == leak.LEAK:
+            text = (f"LEAK: {estimate.kb_per_invocation:.1f} KB per invocation (confidence "
+                    f"{estimate.confidence:.2f}, {estimate.lifetimes} worker lifetime(s))")
+            if self.invocations_to_limit is not None:
+                text += (f"; a worker reaches the {self.limit} after "
+                         f"{self.invocations_to_limit:,.0f} invocations")
+                if self.seconds_to_limit is not None:
+                    text += f" ({self.seconds_to_limit:.1f} s at this load)"
+            return text
+        if self.outcome == leak.NO_LEAK:
+            return f"NO LEAK: {self.why}"
+        return f"INCONCLUSIVE: {self.why}" + (f". To decide: {self.advice}" if self.advice
+                                              else "")
+
+
+def limit_text(run: Run) -> str:
+    if not run.limit_mb:
+        return ""
+    return (f"soak's safety limit of {run.limit_mb:g} MB" if run.safety_limit
+            else f"--max-worker-memory {run.limit_mb:g} MB limit")
+
+
+def decide(estimate: leak.LeakEstimate, run: Run) -> Verdict:
+    verdict = Verdict(estimate.verdict, EXIT_NO_LEAK, estimate.reason, limit=limit_text(run),
+                      warnings=warnings(run))
+    if estimate.verdict == leak.LEAK:
+        verdict.status = EXIT_LEAK
+        verdict.invocations_to_limit, verdict.seconds_to_limit = time_to_limit(estimate, run)
+    elif estimate.verdict == leak.INCONCLUSIVE:
+        verdict.status = EXIT_INCONCLUSIVE
+        verdict.advice = advice(estimate, run)
+    if run.failures and verdict.status != EXIT_LEAK:
+        verdict.status = EXIT_INVOCATIONS_FAILED
+    return verdict
+
+
+def per_worker_rate(run: Run) -> float:
+    """Invocations a second, per worker, over the load."""
+    if run.elapsed_s <= 0 or run.workers <= 0:
+        return 0.0
+    return run.invocations / run.elapsed_s / run.workers
+
+
+def first_uss_kb(run: Run) -> float:
+    """A worker's private memory after its first invocation, as its recycles logged it (0 when
+    none did)."""
+    known = [r.first_uss_kb for r in run.memory_recycles if r.first_invocations]
+    return statistics.median(known) if known else 0.0
+
+
+def time_to_limit(estimate: leak.LeakEstimate, run: Run) -> tuple[float | None, float | None]:
+    """(invocations, seconds) a worker takes to grow from its first invocation to the limit."""
+    if not run.limit_mb or estimate.kb_per_invocation <= 0:
+        return None, None
+    base = first_uss_kb(run) or estimate.base_kb
+    invocations = max(0.0, run.limit_mb * 1024 - base) / estimate.kb_per_invocation
+    rate = per_worker_rate(run)
+    return invocations, (invocations / rate if rate else None)
+
+
+def quick_recycles(run: Run) -> int:
+    return sum(1 for r in run.memory_recycles if r.invocations <= QUICK_RECYCLE_INVOCATIONS)
+
+
+def advice(estimate: leak.LeakEstimate, run: Run) -> str:
+    """What would let the same soak reach a verdict."""
+    recycles = list(run.memory_recycles)
+    if recycles and quick_recycles(run) * 2 >= len(recycles):
+        return (f"raise --max-worker-memory: at {run.limit_mb:g} MB workers were recycled "
+                f"after {QUICK_RECYCLE_INVOCATIONS} invocations or fewer "
+                f"({quick_recycles(run)} of {len(recycles)} recycles), so no lifetime could be "
+                f"measured")
+    # Lifetimes long enough to resolve MAX_RESOLUTION_KB, or the growth the slope needs.
+    wanted = leak.MIN_GROWTH_MB * 1024 / leak.MAX_RESOLUTION_KB
+    if estimate.kb_per_invocation >= leak.MIN_KB_PER_INVOCATION:
+        wanted = max(wanted, leak.MIN_GROWTH_MB * 1024 / estimate.kb_per_invocation)
+    rate = per_worker_rate(run)
+    if recycles and len(recycles) >= run.workers:
+        typical = statistics.median(r.invocations for r in recycles)
+        return (f"raise --max-worker-memory above {run.limit_mb:g} MB: its recycles cut "
+                f"lifetimes to about {typical:,.0f} invocations, and {wanted:,.0f} are needed")
+    if rate > 0:
+        suggested = max(2 * run.duration_s, 1.5 * wanted / rate + WARM_UP_S)
+        return (f"run longer: --duration {suggested:.0f} or more (a worker served {rate:.0f} "
+                f"invocations a second; lifetimes of {wanted:,.0f} invocations are needed)")
+    return "run longer (--duration): no invocation was served"
+
+
+def warnings(run: Run) -> list[str]:
+    """What the person should know about the run itself, whatever the verdict."""
+    found = []
+    if run.interrupted:
+        found.append(f"stopped early: {run.elapsed_s:.1f} s of the {run.duration_s:g} s asked")
+    if run.failures:
+        kinds = ", ".join(f"{name}: {count}" for name, count in
+                          sorted(run.failures_by_error.items(), key=lambda kv: -kv[1]))
+        found.append(f"{run.failures} of {run.invocations} invocations failed"
+                     + (f" ({kinds})" if kinds else ""))
+    recycles = list(run.memory_recycles)
+    if recycles and quick_recycles(run) * 2 >= len(recycles):
+        found.append(too_low(run.limit_mb, first_uss_kb(run)))
+    if recycles and run.safety_limit:
+        found.append(f"workers reached the soak's safety limit of {run.limit_mb:g} MB "
+                     f"(no --max-worker-memory given) and were recycled there")
+    return found
+
+
+def too_low(limit_mb: float, first_kb: float) -> str:
+    """The warning for a limit that recycles workers on nearly every call (`--max-worker-memory
+    2`, meant as 2 GB)."""
+    text = (f"--max-worker-memory {limit_mb:g} MB recycles workers on nearly every invocation: "
+            f"it is below what one invocation needs")
+    if first_kb:
+        text += f" (a worker's private memory after its first one: {first_kb / 1024:.1f} MB)"
+    if limit_mb < 64:
+        text += f"; the unit is MB: did you mean {limit_mb * 1024:g}?"
+    return text
