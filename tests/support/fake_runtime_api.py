@@ -41,6 +41,13 @@ class FakeRuntimeAPI:
     next_calls: int = 0
     next_times: list[float] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    # An answer to /next sent in two parts: its head, then (once `release` is set) the rest.
+    split_answers: bool = False
+    partial_sent: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    # Posts to .../error read and never answered (a Runtime API that hangs).
+    hang_error_posts: bool = False
+    error_posts_held: int = 0
     restore_status: int = 200  # what GET /restore/next answers (SnapStart)
     restore_calls: list[float] = field(default_factory=list)
 
@@ -100,13 +107,31 @@ def _handler_class(api: FakeRuntimeAPI) -> type[http.server.BaseHTTPRequestHandl
                     headers, body = api.invocations.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                self._answer(200, body, headers)
+                if api.split_answers:
+                    self._answer_in_two_parts(body, headers)
+                else:
+                    self._answer(200, body, headers)
                 return
             self._answer(503)
+
+        def _answer_in_two_parts(self, body: bytes, headers: Mapping[str, str]) -> None:
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            api.partial_sent.set()
+            api.release.wait(60)
+            self.wfile.write(body)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
+            if api.hang_error_posts and self.path.endswith("/error"):
+                api.error_posts_held += 1
+                api.stopping.wait(120)
+                return
             api.posted.put(Posted(self.path.removeprefix(PREFIX),
                                   {k.lower(): v for k, v in self.headers.items()},
                                   body))
