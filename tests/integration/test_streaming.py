@@ -265,3 +265,26 @@ def test_function_url_event_is_payload_format_2() -> None:
     assert base64.b64decode(document["body"]) == b"\xff\x00"
     assert document["requestContext"]["http"]["method"] == "PUT"
     assert document["requestContext"]["requestId"] == "rid"
+
+
+def test_locust_streaming_user_records_first_byte_apart(service: Local, tmp_path: Path) -> None:
+    import csv
+    import sys
+
+    from tests.support.rie import base_env
+
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "locust", "-f", str(repo / "loadtest/locustfile_streaming.py"),
+            "--headless", "--host", f"http://127.0.0.1:{service.port}", "-u", "2", "-r", "2",
+            "-t", "3s", "--stop-timeout", "5", "--csv", str(tmp_path / "run"), "--only-summary",
+            "--exit-code-on-error", "0", "--event", '{"count": 3, "gap": 0.05}']
+    done = subprocess.run(argv, cwd=repo, env=base_env(), capture_output=True, text=True,
+                          timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (tmp_path / "run_stats.csv").open(newline="") as file:
+        rows = {row["Name"]: row for row in csv.DictReader(file)}
+    first, total = rows["stream: first byte"], rows["stream: total"]
+    assert int(total["Request Count"]) > 3 and int(rows["Aggregated"]["Failure Count"]) == 0
+    # Three chunks 50 ms apart: the first byte comes at least 100 ms before the end.
+    assert float(total["Median Response Time"]) - float(first["Median Response Time"]) >= 90
+    assert float(total["Average Content Size"]) == len(b"chunk 0\nchunk 1\nchunk 2\n")
