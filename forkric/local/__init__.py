@@ -95,9 +95,15 @@ async def serve(opts: Options, workdir: str) -> int:
     runtime_sock = server.bind("127.0.0.1", 0)
     # A worker's connection idles while its handler runs: kept for longer than any invocation,
     # since only the connection an invocation was handed out on may answer it.
-    runtime_server = server.serve(service.runtime_api, runtime_sock,
+    # The file descriptors the service may spend on connections: its workers' first (each keeps
+    # one, its supervisor opens one per report), callers' the rest.
+    budget = server.connection_budget()
+    for_runtime = min(budget // 2, 4 * opts.workers + 64)
+    # A worker's connection idles while its handler runs: kept for longer than any invocation,
+    # since only the connection an invocation was handed out on may answer it.
+    runtime_server = server.serve(service.runtime_api, runtime_sock, for_runtime,
                                   keep_alive_s=opts.timeout_s + server.KEEP_ALIVE_S)
-    invoke_server = server.serve(service.invoke_api, invoke_sock)
+    invoke_server = server.serve(service.invoke_api, invoke_sock, budget - for_runtime)
     runtime_api = f"127.0.0.1:{runtime_server.port}"
     _announce(opts, invoke_server.port, runtime_api)
     runtime.start(runtime_api)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import re
+import resource
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +40,14 @@ from forkric.local.asgi import PEER, App, Peer
 # never reach uvicorn: the service's values pass through `asgi.safe`.
 httptools_impl.HEADER_VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f]")
 
+# Bounds on what a caller may cost. The largest header Lambda takes is X-Amz-Client-Context
+# (3,583 bytes of JSON, 4,780 in base64), and API Gateway's headers total at most 10,240 bytes:
+# 16 KiB holds any head Lambda would take, with room to spare.
+HEAD_LIMIT = 16 * 1024
+HEAD_TIMEOUT_S = 10.0  # to send a request's head, from its first byte (or from connecting)
+LINGER_S = 2.0  # how long a refused connection is read (and dropped) before it is closed
+MAX_LINGERING = 32  # refused connections lingering at once, per server: past it, closed at once
+RESERVED_FDS = 128  # for the runtime's sockets and pipes, files, the loop's own
 KEEP_ALIVE_S = 75  # an idle caller's connection is kept this long (aiohttp's default)
 SHUTDOWN_GRACE_S = 5
 
@@ -59,12 +69,18 @@ class _GatheredWrites:
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
-        if pending:
+        # A caller that left (it pipelined requests and closed) is written nothing: writing
+        # to its closed transport raised, one logged traceback per such caller.
+        if pending and not self._transport.is_closing():
             self._transport.writelines(pending)
 
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def abort(self) -> None:
         self._pending = []
@@ -74,23 +90,119 @@ class _GatheredWrites:
         return getattr(self._transport, name)
 
 
+@dataclass
+class Limits:
+    """What one server's connections may cost: bounds uvicorn's httptools protocol does not
+    set, and how many refused connections linger now (shared by the server's connections)."""
+
+    max_connections: int
+    head_bytes: int = HEAD_LIMIT
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    lingering: int = 0
+
+
 class _Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through `_GatheredWrites`."""
+    """uvicorn's httptools protocol, writing through `_GatheredWrites`, with a bound on a
+    request head's size (431) and on the time it takes to arrive (408), and a cap on open
+    connections (503): without them one 100 MB header cost 10.7 s of CPU, and idle or
+    half-sent connections were held until the fd limit refused everyone."""
+
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self.in_head = True  # the bytes that arrive belong to a request's head
+        self.head_bytes = 0
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.refused = False  # answered and closing: what still arrives is dropped
+        self.lingers = False  # refused, and counted in limits.lingering until it is closed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.gathered = _GatheredWrites(transport, asyncio.get_running_loop())
         self.peer = Peer()
         super().connection_made(cast(asyncio.Transport, self.gathered))
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(503, f"forkric local: {self.limits.max_connections} connections are "
+                              "open, the most it serves at once; try again when one closes")
+            return
+        self._arm_head_timer()  # a connection that never sends a head is not kept either
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        counting = self.in_head  # a head that begins inside this chunk is counted from the next
+        if counting and self.head_timer is None:
+            self._arm_head_timer()
+        super().data_received(data)
+        if counting and self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > self.limits.head_bytes:
+                self._refuse(431, f"forkric local: a request head is limited to "
+                                  f"{self.limits.head_bytes} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         cast(dict[str, Any], self.scope)[PEER] = self.peer
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.in_head, self.head_bytes = True, 0  # what comes next is the next request's head
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self.head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_late)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_late(self) -> None:
+        self.head_timer = None
+        if self.in_head and not self.transport.is_closing():
+            self._refuse(408, f"forkric local: a request head must arrive within "
+                              f"{self.limits.head_timeout_s:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` with `message` and end the connection: our side at once, the rest
+        once the caller ends its side or after a short linger. What the caller still sends is
+        read and dropped meanwhile: closing with unread bytes would reset the connection, and
+        the caller could lose the answer."""
+        self._cancel_head_timer()
+        self.in_head = False
+        self.refused = True
+        body = message.encode()
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+                  503: b"Service Unavailable"}[status]
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                             % (status, reason, len(body), body))
+        if self.limits.lingering >= MAX_LINGERING:  # a flood: file descriptors come first
+            self.transport.close()
+            return
+        self.limits.lingering += 1
+        self.lingers = True
+        self.gathered.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lingers:
+            self.lingers = False
+            self.limits.lingering -= 1
+        self._cancel_head_timer()
+        super().connection_lost(exc)
 
     def eof_received(self) -> None:
         # The caller half-closed: the event loop closes the transport when this returns, and
         # drops what is written after, so an answer already written leaves now.
         self.gathered.flush()
         super().eof_received()
+        if self.refused:
+            self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -130,11 +242,29 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: App, sock: socket.socket, keep_alive_s: float = KEEP_ALIVE_S) -> Listening:
+def connection_budget() -> int:
+    """How many connections the service can hold: the file descriptor limit, raised to its
+    hard limit first (as Go's runtime does; 1024 is a common default), less what the service
+    and its runtime need besides."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = 65536 if soft == resource.RLIM_INFINITY else min(soft, 65536)
+    return max(16, limit - RESERVED_FDS)
+
+
+def serve(app: App, sock: socket.socket, max_connections: int,
+          keep_alive_s: float = KEEP_ALIVE_S) -> Listening:
     """Serve `app` on `sock` from now on (callers queue in the backlog until uvicorn accepts);
-    an idle connection is closed after `keep_alive_s`."""
+    an idle connection is closed after `keep_alive_s`; past `max_connections` open, a new one is
+    answered 503 and closed."""
+    protocol = functools.partial(_Protocol, limits=Limits(max_connections))
     config = uvicorn.Config(
-        app, http=_Protocol, ws="none", lifespan="off", interface="asgi3",
+        app, http=cast(type[asyncio.Protocol], protocol), ws="none", lifespan="off",
+        interface="asgi3",
         log_config=None, access_log=False, server_header=False, proxy_headers=False,
         timeout_keep_alive=math.ceil(keep_alive_s), timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     server = _Server(config)

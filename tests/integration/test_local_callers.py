@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,19 @@ def test_an_error_over_the_limit_is_named_not_dropped(tmp_path: Path) -> None:
     assert small.json() == {"errorMessage": "x" * 10, "errorType": "RuntimeError",
                             "requestId": small.json()["requestId"],
                             "stackTrace": small.json()["stackTrace"]}
+
+
+def test_a_caller_that_pipelines_and_leaves_costs_no_traceback(tmp_path: Path) -> None:
+    """Its answers were written to its closed transport: one traceback per such caller."""
+    request = (b"POST /2015-03-31/functions/function/invocations HTTP/1.1\r\n"
+               b"Host: localhost\r\nContent-Length: 10\r\n\r\n{\"s\": 0.2}")
+    with local("app.slow", APP, workers=1, timeout=10, log_path=tmp_path / "log") as service:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", service.port)) as sock:
+                sock.sendall(request * 3)
+        wait_for(lambda: service.status()["invocations"]["succeeded"] == 3, 30,
+                 "the three first invocations answered")
+        after = service.invoke({"s": 0})
+        log = service.log()
+    assert after.status == 200
+    assert "Traceback" not in log and "unable to perform operation" not in log, log[-2000:]

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -76,16 +77,21 @@ class Local:
 @contextlib.contextmanager
 def local(handler: str, task_dir: Path, *args: str, workers: int = 2, timeout: float = 3.0,
           env: Mapping[str, str] | None = None, log_path: Path | None = None,
-          wait_ready: bool = True, python: str | Path | None = None) -> Iterator[Local]:
+          wait_ready: bool = True, python: str | Path | None = None,
+          max_fds: int | None = None) -> Iterator[Local]:
     """`forkric local HANDLER` in `task_dir` on an ephemeral port, stopped on leaving; run by
-    `python` (default: this interpreter), which its runtime child runs on too."""
+    `python` (default: this interpreter), which its runtime child runs on too; with at most
+    `max_fds` file descriptors if given."""
     log_path = log_path or Path(tempfile.mkdtemp(prefix="forkric-local-test-")) / "local.log"
     argv = [str(python or sys.executable), "-m", "forkric", "local", handler, "--port", "0",
             "--workers", str(workers), "--timeout", str(timeout), *args]
     full_env = base_env(**(env or {}))
     with log_path.open("wb") as out:
         process = subprocess.Popen(argv, cwd=task_dir, env=full_env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=None if max_fds is None else
+                                   lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                              (max_fds, max_fds)))
     service: Local | None = None
     try:
         text = wait_for(lambda: _listening(log_path, process), 30, "forkric local listening")
