@@ -97,12 +97,16 @@ def dead_worker_error(request_id: str, status: int, out_of_memory: bool = False)
     process's wait status: `Runtime.ExitError` (or `Runtime.OutOfMemory`), and "Runtime exited
     without providing a reason" for a clean exit 0, as the RIE words it."""
     error_type = errors.OUT_OF_MEMORY if out_of_memory else errors.EXIT_ERROR
-    if os.WIFEXITED(status) and os.waitstatus_to_exitcode(status) == 0:
-        how = "without providing a reason"
-    else:
-        how = f"with error: {process_end(status)}"
+    clean = os.WIFEXITED(status) and os.waitstatus_to_exitcode(status) == 0
     return {"errorType": error_type,
-            "errorMessage": f"RequestId: {request_id} Error: Runtime exited {how}"}
+            "errorMessage": runtime_exited(request_id, None if clean else process_end(status))}
+
+
+def runtime_exited(request_id: str, end: str | None) -> str:
+    """Lambda's message for an invocation whose runtime process ended: `end` is how it ended
+    ('signal: killed', 'exit status 3'), None for a clean exit 0."""
+    how = "without providing a reason" if end is None else f"with error: {end}"
+    return f"RequestId: {request_id} Error: Runtime exited {how}"
 
 
 class Kill(enum.Enum):

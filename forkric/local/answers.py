@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from forkric.local.streams import Stream
 
+from forkric.protocol import returncode_end, runtime_exited
+
 # Lambda's buffered payload limits: 6 MiB in; the response may be 100 bytes more (its own figure).
 REQUEST_LIMIT = 6 * 1024 * 1024
 RESPONSE_LIMIT = REQUEST_LIMIT + 100
@@ -95,10 +97,11 @@ def init_error(body: bytes) -> Result:
     return Result(502, body, "application/json")
 
 
-def runtime_exit(request_id: str, wording: str) -> Result:
-    return function_error(error_body(
-        "Runtime.ExitError",
-        f"RequestId: {request_id} Error: Runtime exited with error: {wording}"))
+def runtime_exit(request_id: str, returncode: int) -> Result:
+    """The runtime process ended as a whole (a `subprocess` return code): worded as the
+    supervisor words a worker's end, 'without providing a reason' for a clean exit 0."""
+    end = None if returncode == 0 else returncode_end(returncode)
+    return function_error(error_body("Runtime.ExitError", runtime_exited(request_id, end)))
 
 
 def _non_standard(token: str) -> Any:

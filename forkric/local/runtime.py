@@ -175,7 +175,9 @@ class Runtime:
             if self.init_failed:
                 failures = 0
                 continue
-            failures = 0 if time.monotonic() - started > STEADY_S else failures + 1
+            # A clean exit (the runtime was told to stop) is no failure: no backoff for it.
+            steady = code == 0 or time.monotonic() - started > STEADY_S
+            failures = 0 if steady else failures + 1
             delay = min(0.1 * 2 ** (failures - 1), MAX_BACKOFF_S) if failures else 0.0
             self.on_line(f"forkric local: the runtime ended ({wording(code)}); "
                          f"starting it again in {delay:.1f} s")

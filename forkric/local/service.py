@@ -38,7 +38,7 @@ from forkric.local.console import Console
 from forkric.local.invocations import Invocation, Invocations
 from forkric.local.invocations import request_id as new_request_id
 from forkric.local.logcapture import LogCapture
-from forkric.local.runtime import Runtime, wording
+from forkric.local.runtime import Runtime
 from forkric.local.snapshot import Snapshot
 from forkric.local.status import status
 from forkric.local.streams import Stream
@@ -473,9 +473,8 @@ class Service:
 
     def runtime_ended(self, returncode: int) -> None:
         """The runtime died as a whole: what its workers held ends with Runtime.ExitError."""
-        how = wording(returncode)
         self.invocations.fail_running(
-            lambda invocation: answers.runtime_exit(invocation.request_id, how))
+            lambda invocation: answers.runtime_exit(invocation.request_id, returncode))
         if self.invocations.pending:
             self.runtime.want()
 

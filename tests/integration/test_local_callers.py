@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -192,3 +194,16 @@ def test_a_caller_that_pipelines_and_leaves_costs_no_traceback(tmp_path: Path) -
         log = service.log()
     assert after.status == 200
     assert "Traceback" not in log and "unable to perform operation" not in log, log[-2000:]
+
+
+def test_a_runtime_told_to_stop_is_started_again_without_backoff(tmp_path: Path) -> None:
+    """A clean exit (SIGTERM to the runtime) counted as a failure: up to 5 s before a restart."""
+    with local("app.ok", APP, workers=1, timeout=10, log_path=tmp_path / "log") as service:
+        for start in (2, 3, 4):
+            os.kill(service.status()["runtime"]["pid"], signal.SIGTERM)
+            wait_for(lambda start=start: service.status()["runtime"]["starts"] == start
+                     and service.status()["pollers"] >= 1, 30, f"runtime start {start}")
+        log = service.log()
+        exits = service.status()["runtime"]["exits"]
+    assert exits == [0, 0, 0]
+    assert log.count("the runtime ended (exit status 0); starting it again in 0.0 s") == 3
