@@ -212,3 +212,21 @@ def test_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
     assert done.stderr.strip() == (f"forkric soak: cannot listen on 127.0.0.1:{port}: the port "
                                    f"is taken (choose another with --port, or leave --port out "
                                    f"for any free one)")
+
+
+def test_an_import_longer_than_the_wait_is_named(tmp_path: Path) -> None:
+    # A fixed 60 s wait, then "Connection refused", was all a slow import got.
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "slow.py").write_text("import time\ntime.sleep(600)\n\n"
+                                  "def handler(event, context):\n    return 1\n")
+    started = time.monotonic()
+    done = subprocess.run(soak_argv(tmp_path / "out", "slow.handler", "--wait-ready", "3",
+                                    duration=5), cwd=task, env=base_env(), capture_output=True,
+                          text=True, timeout=90)
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "forkric soak: the handler's import (slow.handler) had not finished after 3 s: the "
+        "workers are forked once it is done (give it longer with --wait-ready or "
+        "FORKRIC_WAIT_READY_S)"), done.stderr
+    assert time.monotonic() - started < 30  # the service it started is stopped, not waited on
