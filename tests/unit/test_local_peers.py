@@ -36,6 +36,22 @@ def test_no_inode_for_a_connection_that_is_not_there() -> None:
     assert peers.socket_inode(("127.0.0.1", 1), ("127.0.0.1", 2)) is None
 
 
+def test_the_netlink_lookup_agrees_with_the_table() -> None:
+    # Both ways find the client's own socket (its inode is what fstat says), and neither finds
+    # the listener for a port nobody connected from.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        try:
+            peer, ours = client.getsockname(), accepted.getsockname()
+            assert peers._diag_inode(peer, ours) == peers._table_inode(peer, ours) \
+                == os.fstat(client.fileno()).st_ino
+            assert peers._diag_inode(("127.0.0.1", 1), ours) is None
+        finally:
+            client.close()
+            accepted.close()
+
+
 @pytest.mark.parametrize(("authority", "name"), [
     ("localhost:9000", "localhost"), ("[::1]:9000", "::1"), ("::1", "::1"),
     ("example", "example"), ("127.0.0.1", "127.0.0.1")])
