@@ -288,3 +288,30 @@ def test_locust_streaming_user_records_first_byte_apart(service: Local, tmp_path
     # Three chunks 50 ms apart: the first byte comes at least 100 ms before the end.
     assert float(total["Median Response Time"]) - float(first["Median Response Time"]) >= 90
     assert float(total["Average Content Size"]) == len(b"chunk 0\nchunk 1\nchunk 2\n")
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+def test_the_worker_memory_stays_flat_over_a_long_stream(tmp_path: Path) -> None:
+    with local("app.handler", APP, workers=1, timeout=60) as one:
+        stream(one, {"kind": "big", "mb": 1})
+        pid = next(s["pid"] for s in one.status()["workers"]["slots"] if s["pid"])
+        before = _peak_rss_kb(pid)
+        _, chunks, complete = stream(one, {"kind": "big", "mb": 128})
+        assert sum(map(len, chunks)) == 128 * 1024 * 1024 and "ErrorCode" not in complete
+        # The worker's peak resident memory (its high-water mark) grew by less than a tenth of
+        # what it streamed: it held one chunk at a time.
+        grown = _peak_rss_kb(pid) - before
+        assert grown < 12 * 1024, grown
+
+
+def test_a_recycle_waits_for_the_stream_to_end(tmp_path: Path) -> None:
+    with local("app.handler", APP, "--max-requests", "1", workers=1, timeout=30) as one:
+        for _ in range(3):
+            _, chunks, complete = stream(one, {"count": 3, "gap": 0.05})
+            assert b"".join(chunks) == b"chunk 0\nchunk 1\nchunk 2\n"
+            assert "ErrorCode" not in complete
+        wait_for(lambda: one.status()["workers"]["recycles"] >= 2, 30, "the worker recycled")
