@@ -48,6 +48,12 @@ def local(quick: bool) -> Rows:
         {"benchmark": "local service", "peer_name": "AWS RIE (managed instances)",
          "metric": "p99 latency (ms)", "forkric": ours["p99_ms"], "peer": theirs.get("p99_ms"),
          "ratio": None, "goal": "-"},
+        *({"benchmark": "local service", "peer_name": "-",
+           "metric": f"service CPU (s) for one {row['line_mb']} MB log line",
+           "forkric": row["service_cpu_s"], "peer": None,
+           "ratio": row.get("cpu_ratio_to_5_mb"),
+           "goal": f"< {row['goal_s']:g} s" if "goal_s" in row else "-"}
+          for row in bench_local.log_line_rows()),
     ]
 
 

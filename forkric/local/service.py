@@ -110,22 +110,24 @@ class Service:
             await _serve(Request(scope, receive), send, self._route_runtime_api)
 
     def _route_invoke_api(self, request: Request) -> Handler | Reply:
-        refusal = self._from_elsewhere(request)
+        refusal = self._foreign_host(request)
         if refusal is not None:
             return refusal
         path = request.path
         if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
             name = path[len(INVOKE_PREFIX):-len(INVOKE_SUFFIX)]
             if name and "/" not in name:
-                return _only(request, "POST", lambda: self._checked_invoke(request, name))
+                return self._same_origin(request, _only(
+                    request, "POST", lambda: self._checked_invoke(request, name)))
         if path.startswith(STREAM_INVOKE_PREFIX) and path.endswith(STREAM_INVOKE_SUFFIX):
             name = path[len(STREAM_INVOKE_PREFIX):-len(STREAM_INVOKE_SUFFIX)]
             if name and "/" not in name:
-                return _only(request, "POST",
-                             lambda: self._checked_invoke(request, name, streamed=True))
+                return self._same_origin(request, _only(
+                    request, "POST", lambda: self._checked_invoke(request, name, streamed=True)))
         if path == STATUS_PATH:
-            return _only(request, "GET", lambda: self.status(request))
-        if self.runtime.plan.config.function_url:
+            return self._same_origin(request,
+                                     _only(request, "GET", lambda: self.status(request)))
+        if self.runtime.plan.config.function_url:  # browsers may call a function URL
             return lambda: self.url_invoke(request)
         return _plain(404, "Not Found")
 
@@ -169,15 +171,21 @@ class Service:
 
     # The Invoke API.
 
-    def _from_elsewhere(self, request: Request) -> Reply | None:
-        """A refusal for a request a web page made the browser send: one naming a host that is
-        not this machine's (DNS rebinding), or one from another origin (a page's POST)."""
+    def _foreign_host(self, request: Request) -> Reply | None:
+        """A refusal for a request naming a host that is not this machine's: a web page's,
+        through DNS rebinding (checked while the service listens on loopback only)."""
         host = request.header(b"host")
         if self.loopback_only and host is not None and not self._own_host(_host_name(host)):
             return _answer(answers.service_error(
                 403, "AccessDeniedException",
                 f"forkric local: Host {host!r} does not name this machine; call it by "
                 f"localhost, an IP address or {self.host}"))
+        return None
+
+    def _same_origin(self, request: Request, handler: Handler | Reply) -> Handler | Reply:
+        """`handler`, unless another web page made the browser send the request (a simple POST
+        needs no CORS preflight): Lambda's Invoke API is for signed clients, not pages."""
+        host = request.header(b"host")
         origin = request.header(b"origin")
         site = request.header(b"sec-fetch-site")
         if (origin is not None and origin != f"http://{host}") or site in CROSS_SITE:
@@ -185,7 +193,7 @@ class Service:
                 403, "AccessDeniedException",
                 f"forkric local: a request from another origin ({origin or site}) is refused: "
                 f"the Invoke API is for local clients, not web pages"))
-        return None
+        return handler
 
     def _own_host(self, name: str) -> bool:
         name = name.lower().rstrip(".")

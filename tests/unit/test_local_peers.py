@@ -22,7 +22,9 @@ def test_the_holder_of_a_loopback_connection_is_found() -> None:
         accepted, _ = listener.accept()
         try:
             inode = peers.socket_inode(client.getsockname(), listener.getsockname())
-            assert inode is not None
+            assert inode == os.fstat(client.fileno()).st_ino
+            # sock_diag's exact lookup and the table's scan agree.
+            assert peers._table_inode(client.getsockname(), listener.getsockname()) == inode
             assert peers.holder(inode, [os.getppid(), os.getpid()]) == os.getpid()
             assert peers.holder(inode, [os.getppid()]) is None
             # The accepted end is another socket: not the peer's.
