@@ -142,6 +142,8 @@ class Invocations:
         """The worker started streaming: the invoker is answered with the stream now; the
         invocation runs on (its timeout too) until `finish` gives the stream its end."""
         invocation.stream = stream
+        if invocation.event:  # nobody waits for an Event invocation's answer: none is kept
+            stream.abandon()
         if not invocation.done.done():
             invocation.done.set_result(Result(200, content_type=stream.content_type,
                                               stream=stream))

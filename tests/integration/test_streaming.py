@@ -315,3 +315,13 @@ def test_a_recycle_waits_for_the_stream_to_end(tmp_path: Path) -> None:
             assert b"".join(chunks) == b"chunk 0\nchunk 1\nchunk 2\n"
             assert "ErrorCode" not in complete
         wait_for(lambda: one.status()["workers"]["recycles"] >= 2, 30, "the worker recycled")
+
+
+def test_an_event_invocation_of_a_streaming_function_is_read_to_its_end(service: Local,
+                                                                         tmp_path: Path) -> None:
+    # Nobody reads an Event invocation's answer: its stream must not wait for a reader.
+    done = tmp_path / "done"
+    reply = service.invoke({"kind": "big", "mb": 16, "done": str(done)},
+                           headers={"X-Amz-Invocation-Type": "Event"})
+    assert reply.status == 202
+    wait_for(done.exists, 25, "the Event invocation's stream ran to its end")
