@@ -11,7 +11,6 @@ import ctypes
 import logging
 import os
 import sys
-import tempfile
 import threading
 from typing import Any
 
@@ -45,7 +44,7 @@ def privatise_anonymous_files() -> None:
     for fd in prefork.anonymous_files():
         with contextlib.suppress(OSError):
             offset = os.lseek(fd, 0, os.SEEK_CUR)
-            folder = os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")) or tempfile.gettempdir()
+            folder = os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")) or "/tmp"
             copy = os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
             try:
                 size = os.fstat(fd).st_size

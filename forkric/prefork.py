@@ -20,7 +20,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import gc
-import http.client
 import io
 import itertools
 import logging
@@ -34,12 +33,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from logging.handlers import QueueListener
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from forkric import hooks, startup_report
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+    from logging.handlers import QueueListener
 
 log = logging.getLogger("forkric")
 
@@ -194,10 +195,14 @@ def _scan_objects(found: Inheritance) -> set[int]:
         if _entropy_seeded_numpy(obj):
             found.generators.append(obj)
 
+    # Only what the import loaded can have made objects: forkric imports none of these itself.
+    http_client = sys.modules.get("http.client")
+    http_connection: tuple[type, ...] = (http_client.HTTPConnection,) if http_client else ()
+
     def kind_of(kind: type) -> Callable[[Any], None] | None:
         if issubclass(kind, _BUFFERED):
             return flush
-        if issubclass(kind, http.client.HTTPConnection):
+        if http_connection and issubclass(kind, http_connection):
             return connection
         if numpy_types and issubclass(kind, numpy_types):
             return generator
@@ -249,6 +254,8 @@ def _classify_threads(found: Inheritance) -> None:
     """Thread pools and log listeners are repaired in each worker; threads of fork-aware
     libraries restart themselves; any other thread does not exist in a worker."""
     main = threading.main_thread()
+    log_handlers = sys.modules.get("logging.handlers")
+    listener_type: tuple[type, ...] = (log_handlers.QueueListener,) if log_handlers else ()
     for thread in threading.enumerate():
         if thread is main or isinstance(thread, threading._DummyThread):
             continue
@@ -256,9 +263,9 @@ def _classify_threads(found: Inheritance) -> None:
         owner = getattr(target, "__self__", None)
         args = getattr(thread, "_args", ())
         name = describe_target(target)
-        if isinstance(owner, QueueListener):
+        if listener_type and isinstance(owner, listener_type):
             if owner not in found.listeners:
-                found.listeners.append(owner)
+                found.listeners.append(cast("QueueListener", owner))
         elif name == "concurrent.futures.thread._worker" and args and callable(args[0]):
             executor = args[0]()
             if executor is not None and all(r() is not executor for r in found.executors):
