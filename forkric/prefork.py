@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
 import gc
 import io
 import itertools
@@ -218,6 +219,7 @@ def _scan_objects(found: Inheritance) -> set[int]:
     for obj in itertools.compress(objects, map(kinds.__contains__, map(type, objects))):
         kinds[type(obj)](obj)
     del objects
+    _give_back_heap()
     for stream in (sys.stdout, sys.stderr):
         flush(stream)
     if numpy_random is not None:
@@ -226,6 +228,14 @@ def _scan_objects(found: Inheritance) -> set[int]:
         if state is not None and _entropy_seeded_numpy(state) and state not in found.generators:
             found.generators.append(state)
     return kept_alive
+
+
+def _give_back_heap() -> None:
+    """The scan's list (8 bytes an object: 10 MB for the benchmark handler) is freed into the
+    heap, where glibc keeps it resident; every worker would then share 10 MB of nothing. Measured:
+    the supervisor's USS +10 MB after the scan, +0 after malloc_trim."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _entropy_seeded_numpy(generator: Any) -> bool:
