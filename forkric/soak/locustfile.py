@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, events, task
 from locust.argument_parser import LocustArgumentParser
 from locust.runners import WorkerRunner
@@ -131,6 +132,13 @@ def _inline(spec: str, position: int) -> tuple[str, re.Match[str]]:
 def event_bytes(spec: str) -> bytes:
     """The event to send when `spec` names one (the first, when it names several)."""
     return parse_events(spec)[0][0]
+
+
+@events.init.add_listener  # type: ignore[untyped-decorator]
+def catch_up_the_clock(**kwargs: Any) -> None:
+    """Locust arms `--run-time` with gevent's cached clock, last read when its hub was made:
+    everything imported since (seconds on a busy machine) was taken off the run. Read it now."""
+    gevent.get_hub().loop.update_now()
 
 
 @events.init.add_listener  # type: ignore[untyped-decorator]

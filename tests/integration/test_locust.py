@@ -127,3 +127,23 @@ def test_web_ui_offers_the_invoke_options(tmp_path: Path) -> None:
     assert {"event", "function_name", "think_time", "invoke_timeout"} <= set(
         options["extra_options"])
     assert options["available_user_classes"] == ["InvokeUser"]
+
+
+def test_a_slow_import_is_not_taken_off_the_run_time(tmp_path: Path) -> None:
+    """Locust arms --run-time with gevent's clock as last read; a locustfile whose imports take
+    2 s ended a `-t 3s` run after about 1 s (and with no CSV row on a busy machine)."""
+    slow = tmp_path / "slow_locustfile.py"
+    # Busy, as an import is (gevent has patched time.sleep, which would let its clock run).
+    slow.write_text("import time\nstart = time.monotonic()\n"
+                    "while time.monotonic() - start < 2:\n    pass\n"
+                    "from loadtest.locustfile import InvokeUser  # noqa: F401\n")
+    argv = [sys.executable, "-m", "locust", "-f", str(slow), "--headless",
+            "--host", f"http://127.0.0.1:{free_port()}", "-u", "2", "-r", "2", "-t", "3s",
+            "--stop-timeout", "5", "--only-summary", "--exit-code-on-error", "0",
+            "--json-file", str(tmp_path / "stats")]
+    done = subprocess.run(argv, cwd=REPO, env=base_env(), capture_output=True, text=True,
+                          timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (entry,) = json.loads((tmp_path / "stats.json").read_text())
+    # Refused calls return at once: calls were made from the start to the end of the run.
+    assert entry["last_request_timestamp"] - entry["start_time"] >= 2.5, entry
