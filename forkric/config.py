@@ -114,6 +114,10 @@ CLIENT = frozenset({"invoke", "load"})
 
 @dataclass(frozen=True)
 class Setting:
+    """One knob: its `Config` field, its flag, its environment variables (the first wins; the
+    first is also the one `forkric local` hands its runtime), the parser of its text (raises
+    ValueError on a bad value), its help, and the commands that take it."""
+
     name: str
     flag: str
     env: tuple[str, ...]
@@ -222,6 +226,10 @@ SETTINGS: tuple[Setting, ...] = (
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting of one command, built once by `load` and passed down; immutable. Units are
+    in the names: `_s` seconds, `_mb` megabytes (MiB); 0 turns a limit off where the help says
+    so. `environ` is the environment it was read from (what Lambda's variables say)."""
+
     handler: str = ""
     runtime_api: str = ""
     workers: int = 1

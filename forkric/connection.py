@@ -22,6 +22,8 @@ _JOIN_LIMIT = 64 * 1024
 
 @dataclass
 class Response:
+    """A whole response: status, headers by lower-case name (only when asked for), body."""
+
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
@@ -101,6 +103,7 @@ class Connection:
         self.sock: socket.socket | None = None
 
     def close(self) -> None:
+        """Close the socket, if open; the next request opens another."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None

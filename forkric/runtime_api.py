@@ -56,6 +56,7 @@ class Invocation:
     headers: dict[str, str]  # lower-case names
 
     def header(self, name: str) -> str | None:
+        """A header's value by any-case name; None when absent."""
         return self.headers.get(name.lower())
 
 

@@ -75,7 +75,8 @@ class Scoreboard:
 
     @classmethod
     def create(cls, path: str = "", capacity: int = CAPACITY) -> Scoreboard:
-        """A new scoreboard, anonymous or backed by `path`; made before any fork."""
+        """A new scoreboard of `capacity` slots, anonymous or backed by `path` (truncated, 0644);
+        made before any fork. OSError when the file cannot be made."""
         size = _HEADER.size + capacity * _SLOT.size
         if path:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -93,7 +94,8 @@ class Scoreboard:
 
     @classmethod
     def open(cls, path: str) -> Scoreboard:
-        """Read another process's scoreboard from its file."""
+        """Read another process's scoreboard from its file, read-only. ValueError when the file is
+        not a scoreboard of this version, OSError when it cannot be read."""
         with open(path, "rb") as file:
             buffer = mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ)
         magic, version, capacity = _HEADER.unpack_from(buffer, 0)[:3]
@@ -174,6 +176,7 @@ class WorkerSlot:
         self.buffer[self.base + _STATE_AT] = state
 
     def idle(self) -> None:
+        """Polling /next."""
         self._state(IDLE)
 
     def exiting(self, announced: Exit) -> None:

@@ -74,6 +74,7 @@ class System:
     """The operating system as the supervisor's policy uses it: replaced in unit tests."""
 
     def fork(self) -> int:
+        """os.fork(): 0 in the child, the child's pid in the parent; OSError when it fails."""
         return os.fork()
 
     def kill(self, pid: int, sig: int) -> None:
@@ -98,9 +99,11 @@ class System:
             api.close()
 
     def monotonic(self) -> float:
+        """Seconds on the monotonic clock: every supervisor timer (backoff, grace, starts)."""
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
+        """Block the supervisor (only for the stack dump before a kill)."""
         time.sleep(seconds)
 
 
@@ -257,6 +260,7 @@ class Supervisor:
             pass
 
     def handle_signals(self) -> None:
+        """Act on the signals queued since the last turn, in the order they came."""
         handlers: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.handle_sigterm, signal.SIGINT: self.handle_sigterm,
             signal.SIGQUIT: self.handle_sigquit, signal.SIGHUP: self.handle_sighup,
@@ -303,10 +307,12 @@ class Supervisor:
             self.system.kill(pid, STACK_SIGNAL)
 
     def handle_ignored(self, signum: int) -> None:
+        """A signal whose default would end the supervisor and that means nothing to it."""
         log.warning("forkric: signal %s ignored: it means nothing to the supervisor",
                     _signal_name(signum))
 
     def handle_sigttin(self) -> None:
+        """One worker more, up to the scoreboard's capacity."""
         if self.target >= self.board.capacity:
             log.warning("forkric: already at %d workers, the most the scoreboard holds",
                         self.target)
@@ -315,12 +321,15 @@ class Supervisor:
         log.info("forkric: SIGTTIN: %d worker(s) wanted", self.target)
 
     def handle_sigttou(self) -> None:
+        """One worker fewer, down to 1: the newest is retired after its next invocation."""
         if self.target <= 1:
             return
         self._want(self.target - 1)
         log.info("forkric: SIGTTOU: %d worker(s) wanted", self.target)
 
     def handle_sighup(self) -> None:
+        """Import the handler again; on success replace the workers one at a time, each old
+        one retired once its replacement polls. A failed import keeps the old code serving."""
         if self.reload is None or self.stopping:
             return
         try:

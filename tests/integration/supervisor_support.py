@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support import rie
 from tests.support.local import wait_for
@@ -62,17 +66,33 @@ class Runtime:
         return self.emulator.log()
 
 
+def runtime_python() -> tuple[Path, str]:
+    """The runtime's interpreter, of the tests' own Python version, where the RIE's uid 993 can
+    run it: Debian's when it is that version, else pyenv's copied (the Python 3.13 tier). The
+    bootstrap line a copied interpreter needs goes with it."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    debian = subprocess.run([str(rie.DEBIAN_PYTHON), "-c", "import sys; print(sys.version[:4])"],
+                            capture_output=True, text=True).stdout.strip()
+    if debian.rstrip(".") == version:
+        return rie.system_python(), ""
+    base = rie.readable_python(version)
+    if base is None:
+        pytest.skip(f"SKIPPED LOUDLY: no CPython {version} that the RIE's uid 993 can run "
+                    "(Debian's is another version and pyenv has none)")
+    return rie.system_python(base=base), rie.library_path_line(base)
+
+
 @contextlib.contextmanager
 def runtime(app: str, workers: int, **env: str) -> Iterator[Runtime]:
     """The RIE in LMI mode running the project's runtime on `apps/<app>.py`."""
-    python = rie.system_python()
+    python, library_line = runtime_python()
     root = rie.readable_dir("sup-")
     task, scratch = root / "task", root / "scratch"
     task.mkdir()
     scratch.mkdir()
     scratch.chmod(0o777)
     shutil.copy(APPS / f"{app}.py", task / f"{app}.py")
-    rie.write_bootstrap(root / "runtime", python)
+    rie.write_bootstrap(root / "runtime", python, extra=library_line)
     full_env = rie.base_env(**{"_HANDLER": f"{app}.handler", **env})
     try:
         with rie.managed_instances(root / "runtime", task, workers, env=full_env) as emulator:

@@ -140,7 +140,9 @@ def test_sighup_reimports_and_replaces_workers_without_failing_an_invocation() -
 
 
 def test_stuck_worker_is_killed_with_its_stack_logged_and_replaced() -> None:
-    with runtime("actions", 2, AWS_LAMBDA_FUNCTION_TIMEOUT="1",
+    # The RIE's managed-instances mode also bounds the init (until a worker polls) by the
+    # function timeout: 1 s was too short for a start on a loaded machine.
+    with runtime("actions", 2, AWS_LAMBDA_FUNCTION_TIMEOUT="3",
                  FORKRIC_STUCK_GRACE_S="0.5") as rt:
         rt.capacity(2)
         marker = rt.scratch / "hung"
