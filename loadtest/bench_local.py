@@ -57,7 +57,7 @@ LOG_LINE_SOURCE = ("import sys\n\ndef handler(event, context):\n"
 LOG_LINE_MB = (5, 50)
 LOG_LINE_GOAL_S = 1.0
 # forkric local's own dependencies (pyproject's `local` extra), added to the RIE tests' venv.
-LOCAL_DEPS = ("uvicorn>=0.30", "uvloop>=0.19; sys_platform != 'win32'")
+LOCAL_DEPS = ("uvicorn>=0.30", "uvloop>=0.19; sys_platform != 'win32'", "watchfiles>=0.21")
 
 
 @dataclass
@@ -144,7 +144,7 @@ def task_dir() -> Iterator[Path]:
 
 def service_python(runtime_python: Path) -> Path:
     """The RIE's runtime interpreter with forkric local's dependencies added to its venv."""
-    if subprocess.run([str(runtime_python), "-c", "import uvicorn, uvloop"],
+    if subprocess.run([str(runtime_python), "-c", "import uvicorn, uvloop, watchfiles"],
                       capture_output=True).returncode:
         site = subprocess.run([str(runtime_python), "-c",
                                "import sysconfig; print(sysconfig.get_path('purelib'))"],

@@ -130,22 +130,20 @@ class _Protocol(HttpToolsProtocol):
         if self.refused:
             return
         counting = self.in_head  # a head that begins inside this chunk is counted from the next
-        if counting and self.head_timer is None:
-            self._arm_head_timer()
         super().data_received(data)
-        if counting and self.in_head:
+        if counting and self.in_head:  # a head still arriving (most arrive in one read)
             self.head_bytes += len(data)
             if self.head_bytes > self.limits.head_bytes:
                 self._refuse(431, f"forkric local: a request head is limited to "
                                   f"{self.limits.head_bytes} bytes")
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        cast(dict[str, Any], self.scope)[PEER] = self.peer
+            elif self.head_timer is None:  # timed from its first read
+                self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self._cancel_head_timer()
+        if self.head_timer is not None:
+            self._cancel_head_timer()
+        cast(dict[str, Any], self.scope)[PEER] = self.peer  # before the app sees the scope
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

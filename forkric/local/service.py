@@ -422,10 +422,9 @@ class Service:
         """A result or an error over the payload limit: the invoker gets
         Function.ResponseSizeTooLarge with the size, the worker Lambda's 413."""
         self.invocations.finish(request_id, answers.response_too_large(size))
-        return 413, json.dumps({
-            "errorMessage": f"Exceeded maximum allowed payload size "
-                            f"({answers.RESPONSE_LIMIT} bytes).",
-            "errorType": "RequestEntityTooLarge"}).encode(), [(b"content-type", JSON_UTF8)]
+        return _runtime_api_error(413, "RequestEntityTooLarge",
+                                  f"Exceeded maximum allowed payload size "
+                                  f"({answers.RESPONSE_LIMIT} bytes).")
 
     async def init_error(self, request: Request) -> Reply:
         body, _ = await request.body(answers.RESPONSE_LIMIT)
@@ -649,8 +648,7 @@ def invalid_state_transition() -> Reply:
 
 def invalid_request_id() -> Reply:
     # What the Runtime API answers for an id that is unknown or already answered (RIE, observed).
-    body = json.dumps({"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"})
-    return 400, body.encode(), [(b"content-type", JSON_UTF8)]
+    return _runtime_api_error(400, "InvalidRequestID", "Invalid request ID")
 
 
 def decode_client_context(header: str | None) -> bytes | None:
