@@ -9,9 +9,11 @@ import collections
 import contextlib
 import http.client
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +110,22 @@ def test_slowloris_and_a_connection_flood_are_refused_clearly(tmp_path: Path) ->
     assert kinds["HTTP/1.1 408 Request Timeout"] > 0
     assert set(kinds) <= {"HTTP/1.1 503 Service Unavailable", "HTTP/1.1 408 Request Timeout"}
     assert state["runtime"]["starts"] == 1
+
+
+def test_a_40_mb_log_line_does_not_stall_another_invocation(tmp_path: Path) -> None:
+    """Replayed as found (issue 15, fault 2): a 40 MB line without a newline took 10.6 s of the
+    service's CPU, and an innocent 1 ms call beside it was answered 'Task timed out' (3 s)."""
+    with local("app.long_line", APP, workers=2, timeout=3, log_path=tmp_path / "log") as service:
+        thread_replies: list[Any] = []
+        thread = threading.Thread(target=lambda: thread_replies.append(
+            service.invoke({"bytes": 40_000_000}, timeout=60)))
+        thread.start()
+        innocent = [service.invoke({"bytes": 10}) for _ in range(20)]
+        thread.join(60)
+        counts = service.status()["invocations"]
+        log = service.log()
+    assert [reply.status for reply in innocent] == [200] * 20
+    assert all(reply.json() == {"wrote": 10} for reply in innocent)
+    assert thread_replies[0].json() == {"wrote": 40_000_000}
+    assert counts["timeouts"] == 0
+    assert max(len(line) for line in log.splitlines()) <= 256 * 1024  # split, as Lambda does

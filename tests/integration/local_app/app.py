@@ -95,3 +95,12 @@ def runtime_api_call(event, context):
 
 def big_error(event, context):
     raise RuntimeError("x" * event["n"])
+
+
+def long_line(event, context):
+    """One log line of event["bytes"] bytes, without a newline."""
+    import sys
+
+    sys.stdout.write("x" * event["bytes"])
+    sys.stdout.flush()
+    return {"wrote": event["bytes"]}
