@@ -141,7 +141,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Local, 
         yield service, emulator
 
 
-def test_fuzz_the_invoke_api_against_the_rie(services: tuple[Local, Any]) -> None:
+def test_fuzz_the_invoke_api_against_the_rie(services: tuple[Local, Any],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     service, emulator = services
     counts: collections.Counter[str] = collections.Counter()
     mismatches: list[str] = []
@@ -196,11 +197,12 @@ def test_fuzz_the_invoke_api_against_the_rie(services: tuple[Local, Any]) -> Non
         innocent.join(30)
     state = service.status()
     took = time.monotonic() - began
-    print(f"\nfuzz: {sum(counts.values()) - counts['compared with the RIE']} requests in "
-          f"{took:.1f} s; answers {dict(counts)}; "
-          f"innocent caller {dict(innocent.answers)}; runtime starts "
-          f"{state['runtime']['starts']}, timeouts {state['invocations']['timeouts']}; "
-          f"{len(mismatches)} differences from the RIE")
+    with capsys.disabled():  # the counts, in make test's output too
+        print(f"\nfuzz: {sum(counts.values()) - counts['compared with the RIE']} requests in "
+              f"{took:.1f} s; answers {dict(counts)}; "
+              f"innocent caller {dict(innocent.answers)}; runtime starts "
+              f"{state['runtime']['starts']}, timeouts {state['invocations']['timeouts']}; "
+              f"{len(mismatches)} differences from the RIE")
     assert state["runtime"]["starts"] == 1
     assert state["invocations"]["timeouts"] == 0
     assert set(innocent.answers) == {"200"}, innocent.answers
