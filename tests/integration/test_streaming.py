@@ -246,26 +246,6 @@ def test_function_url_buffered_answers_and_errors(url_service: Local) -> None:
     assert (late.status, late.read()) == (200, b"chunk 0\nchunk 1\n")
 
 
-def test_function_url_event_is_payload_format_2() -> None:
-    from forkric.local.asgi import Request
-    from forkric.local.function_url import event
-
-    scope = {"method": "PUT", "path": "/a b", "query_string": b"x=1&x=2&y=",
-             "client": ("127.0.0.1", 5555),
-             "headers": [(b"host", b"localhost:9000"), (b"cookie", b"s=1; t=2"),
-                         (b"content-type", b"application/octet-stream"), (b"x-m", b"1"),
-                         (b"x-m", b"2")]}
-    document = json.loads(event(Request(scope, None), b"\xff\x00", "rid"))  # type: ignore[arg-type]
-    assert document["version"] == "2.0" and document["rawPath"] == "/a b"
-    assert document["rawQueryString"] == "x=1&x=2&y="
-    assert document["queryStringParameters"] == {"x": "1,2", "y": ""}
-    assert document["cookies"] == ["s=1", "t=2"]
-    assert document["headers"]["x-m"] == "1,2" and "cookie" not in document["headers"]
-    assert document["isBase64Encoded"] is True
-    assert base64.b64decode(document["body"]) == b"\xff\x00"
-    assert document["requestContext"]["http"]["method"] == "PUT"
-    assert document["requestContext"]["requestId"] == "rid"
-
 
 def test_locust_streaming_user_records_first_byte_apart(service: Local, tmp_path: Path) -> None:
     import csv

@@ -15,6 +15,8 @@ from botocore.eventstream import EventStreamBuffer
 
 from forkric import StreamingResponse, errors, invocation, response_stream, streaming
 from forkric.local import eventstream
+from forkric.local.asgi import Request
+from forkric.local.function_url import event
 from forkric.logs import Logs
 from forkric.runtime_api import Invocation, RuntimeAPI
 
@@ -223,3 +225,21 @@ def test_event_stream_message_known_bytes() -> None:
     prelude = (16 + len(headers) + 1).to_bytes(4, "big") + len(headers).to_bytes(4, "big")
     expected = prelude + zlib.crc32(prelude).to_bytes(4, "big") + headers + b"p"
     assert raw == expected + zlib.crc32(expected).to_bytes(4, "big")
+
+
+def test_function_url_event_is_payload_format_2() -> None:
+    scope = {"method": "PUT", "path": "/a b", "query_string": b"x=1&x=2&y=",
+             "client": ("127.0.0.1", 5555),
+             "headers": [(b"host", b"localhost:9000"), (b"cookie", b"s=1; t=2"),
+                         (b"content-type", b"application/octet-stream"), (b"x-m", b"1"),
+                         (b"x-m", b"2")]}
+    document = json.loads(event(Request(scope, None), b"\xff\x00", "rid"))  # type: ignore[arg-type]
+    assert document["version"] == "2.0" and document["rawPath"] == "/a b"
+    assert document["rawQueryString"] == "x=1&x=2&y="
+    assert document["queryStringParameters"] == {"x": "1,2", "y": ""}
+    assert document["cookies"] == ["s=1", "t=2"]
+    assert document["headers"]["x-m"] == "1,2" and "cookie" not in document["headers"]
+    assert document["isBase64Encoded"] is True
+    assert base64.b64decode(document["body"]) == b"\xff\x00"
+    assert document["requestContext"]["http"]["method"] == "PUT"
+    assert document["requestContext"]["requestId"] == "rid"
