@@ -57,8 +57,14 @@ def local(quick: bool) -> Rows:
     ]
 
 
+def streaming(quick: bool) -> Rows:
+    from loadtest import bench_streaming
+
+    return bench_streaming.rows(quick)
+
+
 BENCHMARKS: dict[str, Callable[[bool], Rows]] = {
-    "runtime": runtime, "supervisor": supervisor, "local": local}
+    "runtime": runtime, "supervisor": supervisor, "local": local, "streaming": streaming}
 
 
 def _cell(value: Any) -> str:

@@ -141,17 +141,42 @@ def bulk(mb: int) -> dict[str, float]:
             "worker_uss_before_mb": before / 2**20, "worker_uss_peak_mb": peak[0] / 2**20}
 
 
+def run(quick: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """The chunk-pace figures and the 100 MiB figures (5 calls and 20 MiB when quick)."""
+    return ticks(5 if quick else 20), bulk(20 if quick else 100)
+
+
+def rows(quick: bool) -> list[dict[str, Any]]:
+    """`make bench`'s rows."""
+    first, big = run(quick)
+    name = "streaming (forkric local)"
+    return [
+        {"benchmark": name, "metric": "time to first byte (ms)", "forkric": first["ttfb_ms"],
+         "peer": first["buffered_round_trip_ms"],
+         "ratio": first["ttfb_ms"] / first["buffered_round_trip_ms"], "goal": "-",
+         "peer_name": "a buffered invoke's whole round trip"},
+        {"benchmark": name, "metric": f"overhead per chunk, {CHUNKS} chunks {GAP_MS} ms apart (us)",
+         "forkric": first["overhead_per_chunk_us"], "peer": None, "ratio": None,
+         "goal": "< 1000", "peer_name": "the generator's own pace"},
+        {"benchmark": name, "metric": f"{big['mb']:.0f} MiB streamed (MiB/s)",
+         "forkric": big["mb_per_s"], "peer": None, "ratio": None, "goal": "-", "peer_name": "-"},
+        {"benchmark": name, "metric": "worker USS during the stream (MB)",
+         "forkric": big["worker_uss_peak_mb"], "peer": big["worker_uss_before_mb"],
+         "ratio": big["worker_uss_peak_mb"] / big["worker_uss_before_mb"], "goal": "flat",
+         "peer_name": "the same worker before it"},
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 calls and 20 MiB")
     args = parser.parse_args()
-    first = ticks(5 if args.quick else 20)
+    first, big = run(args.quick)
     print(f"{CHUNKS} chunks {GAP_MS} ms apart: time to first byte {first['ttfb_ms']:.1f} ms "
           f"(a buffered invoke's whole round trip: {first['buffered_round_trip_ms']:.1f} ms); "
           f"first to last chunk {first['streamed_span_ms']:.1f} ms against the handler's own "
           f"{first['own_span_ms']:.1f} ms: {first['overhead_per_chunk_us']:.0f} us per chunk; "
           f"{first['events_per_call']:.0f} PayloadChunk events per call")
-    big = bulk(20 if args.quick else 100)
     print(f"{big['mb']} MiB streamed in {big['seconds']:.2f} s: {big['mb_per_s']:.0f} MiB/s; "
           f"worker USS {big['worker_uss_before_mb']:.1f} MB before, "
           f"{big['worker_uss_peak_mb']:.1f} MB at most during the stream")
