@@ -8,7 +8,9 @@ time to first byte recorded apart from the whole stream's time.
 Each call gives two rows: `stream: first byte` (request sent to the first PayloadChunk) and
 `stream: total` (to InvokeComplete); its response length is the payload's bytes. A function error
 (ErrorCode in InvokeComplete) is a failure of `stream: total` named by its code; a service error
-(a status other than 200) or a broken stream, a failure of both.
+(a status other than 200) or a broken stream, a failure of both. The options (`--event` inline
+or @file, `--function-name`) and the run-time clock fix are forkric's own Locust users' (imported
+as a module, so that Locust does not run their user class too).
 """
 
 from __future__ import annotations
@@ -20,19 +22,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.eventstream import EventStreamBuffer
-from locust import User, events, task
-from locust.argument_parser import LocustArgumentParser
+from locust import User, task
+
+from forkric.soak import locustfile as invoke_users
 
 FIRST_BYTE = "stream: first byte"
 TOTAL = "stream: total"
-
-
-@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
-def add_arguments(parser: LocustArgumentParser) -> None:
-    parser.add_argument("--event", default="{}", env_var="LOCUST_EVENT",
-                        help="the event, inline JSON")
-    parser.add_argument("--function-name", default="function", env_var="LOCUST_FUNCTION_NAME",
-                        help="the function name in the Invoke API path")
 
 
 class StreamFailure(Exception):
@@ -47,8 +42,7 @@ class StreamingInvokeUser(User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         options = environment.parsed_options
-        self.event = (getattr(options, "event", None) or "{}").encode()
-        json.loads(self.event)
+        self.event = invoke_users.event_bytes(getattr(options, "event", None) or "{}")
         name = getattr(options, "function_name", None) or "function"
         self.path = f"/2021-11-15/functions/{name}/response-streaming-invocations"
         url = urlsplit(self.host or "http://127.0.0.1:9000")
