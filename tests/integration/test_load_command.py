@@ -5,8 +5,6 @@ by their error type and message."""
 from __future__ import annotations
 
 import csv
-import http.client
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.local import local
-from tests.support.rie import base_env, free_port, wait_port
+from tests.support.locust import web_ui_options
+from tests.support.rie import base_env
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)
@@ -67,22 +66,10 @@ def test_a_dead_runtime_is_named_by_type_and_message(tmp_path: Path) -> None:
 
 
 def test_the_web_ui_listens_on_loopback_with_the_options(tmp_path: Path) -> None:
-    port = free_port()
-    web = subprocess.Popen(
+    # forkric load binds the UI to 127.0.0.1 itself: web_ui_options reads it there.
+    options = web_ui_options(
         [sys.executable, "-m", "forkric", "load", "--port", "9", "--wait-ready", "0",
-         "--event", '{"k": 1}', "--", "--web-port", str(port)],
-        cwd=tmp_path, env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    try:
-        wait_port(port, timeout=60, process=web)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/")
-        page = conn.getresponse().read().decode()
-        conn.close()
-    finally:
-        web.terminate()
-        web.wait(30)
-    options = json.loads(page.split("window.templateArgs = ", 1)[1].split("\n", 1)[0])
+         "--event", '{"k": 1}'], tmp_path, ["--"])
     assert options["extra_options"]["event"]["default_value"] == '{"k": 1}'
     assert options["host"] == "http://127.0.0.1:9"
 

@@ -4,8 +4,6 @@ no failures on a clean handler, function errors counted apart from the service's
 from __future__ import annotations
 
 import csv
-import http.client
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.local import Local, local
-from tests.support.rie import base_env, free_port, wait_port
+from tests.support.locust import web_ui_options
+from tests.support.rie import base_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
@@ -108,22 +107,9 @@ def test_distributed_master_and_worker(service: Local, tmp_path: Path) -> None:
 
 
 def test_web_ui_offers_the_invoke_options(tmp_path: Path) -> None:
-    port = free_port()
-    web = subprocess.Popen(
+    options = web_ui_options(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1",
-         "--web-port", str(port), "--host", "http://127.0.0.1:9"],
-        cwd=REPO, env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    try:
-        wait_port(port, timeout=30, process=web)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/")
-        page = conn.getresponse().read().decode()
-        conn.close()
-    finally:
-        web.terminate()
-        web.wait(30)
-    options = json.loads(page.split("window.templateArgs = ", 1)[1].split("\n", 1)[0])
+         "--host", "http://127.0.0.1:9"], REPO)
     assert {"event", "function_name", "think_time", "invoke_timeout"} <= set(
         options["extra_options"])
     assert options["available_user_classes"] == ["InvokeUser"]
