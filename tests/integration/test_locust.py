@@ -4,6 +4,7 @@ no failures on a clean handler, function errors counted apart from the service's
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
