@@ -53,6 +53,9 @@ IMPORT_SETTLE_S = 5.0  # how long threads may take to finish the imports they ar
 FORK_AWARE = ("sentry_sdk.", "opentelemetry.", "ddtrace.", "grpc.")
 OPENMP_LIBRARY = re.compile(r"/lib(?:g|i5|)omp[^/]*\.so")
 _BUFFERED = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
+# Connections of clients that find a shut-down socket closed and open another (their socket
+# attribute: `sock` or `_sock`); redis-py also checks its pid and never reuses an inherited one.
+RECONNECTING = (("http.client", "HTTPConnection"), ("redis.connection", "AbstractConnection"))
 
 # random.Random instances made during the import and seeded from the OS (Random() without a
 # seed): they get a fresh seed in each worker. An explicit seed is the user's wish and is kept.
@@ -172,8 +175,8 @@ def half_imported() -> list[str]:
 def _scan_objects(found: Inheritance) -> set[int]:
     """One pass over the collector's objects: flush buffered files (a buffer copied into every
     worker would be written once per worker), note numpy generators seeded from the OS, and the
-    fds that http.client connections (requests, boto3, urllib3) own: those reconnect by
-    themselves once their socket is shut down."""
+    fds that pooled clients own (http.client under requests, boto3 and urllib3; redis-py):
+    those reconnect by themselves once their socket is shut down."""
     kinds: dict[type, Callable[[Any], None]] = {}
     kept_alive: set[int] = set()
     numpy_random = sys.modules.get("numpy.random")
@@ -187,7 +190,7 @@ def _scan_objects(found: Inheritance) -> set[int]:
                 obj.flush()
 
     def connection(obj: Any) -> None:
-        sock = getattr(obj, "sock", None)
+        sock = getattr(obj, "sock", None) or getattr(obj, "_sock", None)
         with contextlib.suppress(Exception):
             if sock is not None and sock.fileno() >= 0:
                 kept_alive.add(sock.fileno())
@@ -197,8 +200,7 @@ def _scan_objects(found: Inheritance) -> set[int]:
             found.generators.append(obj)
 
     # Only what the import loaded can have made objects: forkric imports none of these itself.
-    http_client = sys.modules.get("http.client")
-    http_connection: tuple[type, ...] = (http_client.HTTPConnection,) if http_client else ()
+    http_connection = _loaded_types(RECONNECTING)
 
     def kind_of(kind: type) -> Callable[[Any], None] | None:
         if issubclass(kind, _BUFFERED):
@@ -228,6 +230,16 @@ def _scan_objects(found: Inheritance) -> set[int]:
         if state is not None and _entropy_seeded_numpy(state) and state not in found.generators:
             found.generators.append(state)
     return kept_alive
+
+
+def _loaded_types(names: tuple[tuple[str, str], ...]) -> tuple[type, ...]:
+    """The classes among `names` ((module, class)) whose module is already imported."""
+    found = []
+    for module_name, class_name in names:
+        kind = getattr(sys.modules.get(module_name), class_name, None)
+        if isinstance(kind, type):
+            found.append(kind)
+    return tuple(found)
 
 
 def _give_back_heap() -> None:

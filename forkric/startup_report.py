@@ -30,7 +30,8 @@ def lines(found: Inheritance, import_mode: str) -> list[str]:
     shut_down = [what for what in found.shut_down
                  if not any(what == f.what for f in found.findings)]
     if shut_down:
-        repaired.append(f"{len(shut_down)} HTTP connection(s) shut down, their pools reconnect")
+        repaired.append(f"{len(shut_down)} pooled client connection(s) (HTTP, redis) shut "
+                        "down: they reconnect")
     if repaired and found.mode != "per-worker":
         out.append("forkric: fork safety: repaired in each worker: " + "; ".join(repaired))
     if found.mode == "per-worker" and import_mode == "auto":

@@ -78,6 +78,9 @@ def test_forkric_answers_every_invocation_as_a_process_that_imported_alone(
     outcome = corpus.run_case(_case(name), "forkric", server_env)
     print(f"{name} forkric: {outcome.summary()} ({outcome.seconds:.1f} s)")
     assert outcome.passed, f"{outcome.summary()}\n{outcome.log[-3000:]}"
+    # Memory stays shared wherever the repairs make the fork invisible to the handler.
+    per_worker = "each worker imports the handler itself" in outcome.log
+    assert per_worker == (name in NAMED_BY), outcome.log[-3000:]
 
 
 @pytest.mark.parametrize("name", sorted(NAMED_BY))

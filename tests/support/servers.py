@@ -1,6 +1,6 @@
 """Real servers on loopback for the fork-hazard corpus, started and stopped by the tests:
-PostgreSQL (Debian's package, with and without TLS), redis-server (Debian's), moto's S3 server on a
-keep-alive HTTP/1.1 server, a keep-alive HTTP echo server and a line echo server.
+PostgreSQL (Debian's package, with and without TLS), redis-server (Debian's), moto's S3 server
+behind a keep-alive proxy, a keep-alive HTTP echo server and a line echo server.
 
 `.ci/run` installs the Debian packages; a server whose binary is missing makes its cases skip
 with the reason.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import http.client
 import http.server
 import os
 import pwd
@@ -101,6 +102,49 @@ def line_echo() -> Iterator[str]:
         yield address
 
 
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
+               "trailer", "upgrade", "proxy-connection"}
+
+
+def _keep_alive_proxy(upstream: str) -> type[http.server.BaseHTTPRequestHandler]:
+    """A reverse proxy handler that keeps its clients' connections open (HTTP/1.1, every answer
+    with a Content-Length) whatever the upstream does, as S3's front ends do. moto's server
+    answers HTTP/1.0 and closes each connection, which would hide the hazard."""
+    host, port = upstream.rsplit(":", 1)
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            upstream_conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            try:
+                upstream_conn.request(self.command, self.path, body, headers)
+                reply = upstream_conn.getresponse()
+                data = reply.read()
+            finally:
+                upstream_conn.close()
+            self.send_response(reply.status, reply.reason)
+            for name, value in reply.getheaders():
+                if name.lower() not in _HOP_BY_HOP:
+                    self.send_header(name, value)
+            declared = reply.getheader("Content-Length")
+            self.send_header("Content-Length", declared if self.command == "HEAD" and declared
+                             else str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Proxy
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -111,38 +155,29 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-_MOTO = """
-import sys
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from moto.server import MotoRequestHandler
-from werkzeug.serving import make_server
-
-class KeepAlive(MotoRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep connections between requests, as S3 does
-
-app = DomainDispatcherApplication(create_backend_app)
-make_server("127.0.0.1", int(sys.argv[1]), app, True, request_handler=KeepAlive).serve_forever()
-"""
 
 
 @contextlib.contextmanager
 def moto_s3(objects: dict[str, bytes]) -> Iterator[str]:
-    """host:port of moto's S3 on a keep-alive HTTP/1.1 server, bucket `corpus` holding
-    `objects`. (moto's own `moto_server` speaks HTTP/1.0 and closes every connection, which
-    would hide the hazard: real S3 keeps them.)"""
+    """host:port of moto's S3 server behind a keep-alive proxy, bucket `corpus` holding
+    `objects`. (moto's own server closes every connection, which would hide the hazard: real S3
+    keeps them.)"""
     import boto3
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", _MOTO, str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p",
+                                str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, 30, process)
-        s3 = boto3.client("s3", endpoint_url=f"http://{LOOPBACK}:{port}", region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.create_bucket(Bucket="corpus")
-        for key, body in objects.items():
-            s3.put_object(Bucket="corpus", Key=key, Body=body)
-        yield f"{LOOPBACK}:{port}"
+        proxy = _HTTPServer((LOOPBACK, 0), _keep_alive_proxy(f"{LOOPBACK}:{port}"))
+        with _serving(proxy) as address:
+            s3 = boto3.client("s3", endpoint_url=f"http://{address}", region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+            s3.create_bucket(Bucket="corpus")
+            for key, body in objects.items():
+                s3.put_object(Bucket="corpus", Key=key, Body=body)
+            yield address
     finally:
         _stop(process)
 
