@@ -60,6 +60,9 @@ RECONNECTING = (("http.client", "HTTPConnection"), ("redis.connection", "Abstrac
 # random.Random instances made during the import and seeded from the OS (Random() without a
 # seed): they get a fresh seed in each worker. An explicit seed is the user's wish and is kept.
 _entropy_seeded: weakref.WeakSet[random.Random] = weakref.WeakSet()
+# What each fd named before the import: sockets the process already had (forkric local's log
+# streams, anything its parent handed down) are not the import's and are left alone.
+_open_before: dict[int, str] = {}
 
 
 @dataclass
@@ -114,6 +117,8 @@ def importing(runtime_api: str = "", cap_openmp: bool = True) -> Iterator[None]:
     the handler's `os.environ` stays as the user's, and a value the import sets is kept.
     """
     warm_up(runtime_api)
+    _open_before.clear()
+    _open_before.update(open_fds())
     capped = cap_openmp and OMP_ENV not in os.environ
     if capped:
         os.putenv(OMP_ENV, "1")
@@ -308,6 +313,8 @@ def _shut_down_connections(found: Inheritance, kept_alive: set[int]) -> None:
     which is named at start-up instead of answering with another invocation's rows.
     """
     for fd, peer, family in connected_sockets():
+        if fd in _open_before and _open_before[fd] == _fd_target(fd):
+            continue  # open before the import: not the import's
         what = f"{'TCP' if family != socket.AF_UNIX else 'Unix'} connection to {peer} (fd {fd})"
         if family == socket.AF_UNIX:
             found.findings.append(Finding(
@@ -323,6 +330,22 @@ def _shut_down_connections(found: Inheritance, kept_alive: set[int]) -> None:
                 "workers; a client that does not reconnect by itself fails instead",
                 "open it in a @post_fork hook (replace it, never close it), or set "
                 "FORKRIC_IMPORT_MODE=per-worker"))
+
+
+def _fd_target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+def open_fds() -> dict[int, str]:
+    """fd -> what it names ("socket:[123]", a path), from /proc (Linux); empty elsewhere."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return {}
+    return {fd: target for fd in fds if (target := _fd_target(fd))}
 
 
 def connected_sockets() -> list[tuple[int, str, int]]:

@@ -45,5 +45,7 @@ def lines(found: Inheritance, import_mode: str) -> list[str]:
 
 
 def log_report(found: Inheritance, import_mode: str) -> None:
+    """Risks at WARNING; what was repaired, at INFO (the supervisor's lines show at INFO)."""
     for line in lines(found, import_mode):
-        log.warning("%s", line)
+        level = logging.INFO if "repaired in each worker" in line else logging.WARNING
+        log.log(level, "%s", line)

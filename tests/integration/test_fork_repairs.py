@@ -271,3 +271,23 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def test_sockets_open_before_the_import_are_not_the_imports() -> None:
+    """forkric local hands its runtime log sockets; a parent may hand down others: only what the
+    import opened is shut down, reported, or makes `auto` import per worker."""
+    result = run('''
+        import socket
+        inherited_pair = socket.socketpair()
+        server = socket.create_server(("127.0.0.1", 0))
+        before = socket.create_connection(server.getsockname())
+        with prefork.importing():
+            during = socket.create_connection(server.getsockname())
+        inherited = prefork.prepare("app.handler")
+        before.sendall(b"x")  # still open for writing: it was not shut down
+        emit({"mode": inherited.mode, "shut": inherited.shut_down,
+              "findings": [f.what for f in inherited.findings], "during": during.fileno()})
+    ''')
+    assert result["mode"] == "per-worker"  # the import's own raw connection
+    assert [what.endswith(f"(fd {result['during']})") for what in result["shut"]] == [True]
+    assert len(result["findings"]) == 1 and f"(fd {result['during']})" in result["findings"][0]
