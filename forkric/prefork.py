@@ -374,17 +374,16 @@ def connected_sockets() -> list[tuple[int, str, int]]:
 
 
 def anonymous_files() -> list[int]:
-    """fds of regular files that have no name any more (tempfile.TemporaryFile): each worker
-    gets its own copy, as each process would have made its own."""
+    """fds above 2 of regular files that the import opened and that have no name any more
+    (tempfile.TemporaryFile): each worker gets its own copy, as each process would have made
+    its own. Files the process had before the import (an unlinked log file a harness gave it)
+    stay shared, as they would be under awslambdaric."""
     result: list[int] = []
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        return result
-    for fd in sorted(fds):
+    for fd, target in sorted(open_fds().items()):
+        if fd <= 2 or not target.endswith(" (deleted)") or _open_before.get(fd) == target:
+            continue
         with contextlib.suppress(OSError):
-            if (os.readlink(f"/proc/self/fd/{fd}").endswith(" (deleted)")
-                    and stat.S_ISREG(os.fstat(fd).st_mode)):
+            if stat.S_ISREG(os.fstat(fd).st_mode):
                 result.append(fd)
     return result
 

@@ -139,21 +139,27 @@ def test_generators_seeded_by_the_os_differ_per_worker_and_seeded_ones_do_not() 
 def test_an_anonymous_temp_file_is_each_workers_own() -> None:
     result = run('''
         import tempfile
+        harness_log = tempfile.TemporaryFile()  # the process had it before: not the import's
         with prefork.importing():
             scratch = tempfile.TemporaryFile()
             scratch.write(b"init:")
         inherited = prefork.prepare("app.handler")
 
         def check():
+            harness_log.write(b"w")
+            harness_log.flush()
             scratch.write(str(os.getpid()).encode())
             scratch.flush()
             scratch.seek(0)
             return scratch.read().decode()
         children = forked(check, inherited, repeat=2)
         scratch.seek(0)
-        emit({"children": children, "parent": scratch.read().decode()})
+        harness_log.seek(0)
+        emit({"children": children, "parent": scratch.read().decode(),
+              "harness": harness_log.read().decode()})
     ''')
     assert result["parent"] == "init:"
+    assert result["harness"] == "ww"  # both workers wrote to the same, shared file
     for child in result["children"]:
         assert child["ok"].startswith("init:") and child["ok"][5:].isdigit(), result
 
