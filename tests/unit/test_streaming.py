@@ -243,3 +243,42 @@ def test_function_url_event_is_payload_format_2() -> None:
     assert base64.b64decode(document["body"]) == b"\xff\x00"
     assert document["requestContext"]["http"]["method"] == "PUT"
     assert document["requestContext"]["requestId"] == "rid"
+
+
+def test_an_early_answer_ends_the_stream_and_closes_the_generator(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The Runtime API may answer (a 413) and close before the body ends: the worker reads that
+    # answer, stops streaming, and the generator's `finally` runs.
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\n"
+                         b"Connection: close\r\n\r\n")
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(65536):  # read and drop, then close while the sender still sends
+                break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    closed: list[bool] = []
+
+    def endless() -> Iterator[bytes]:
+        try:
+            while True:
+                yield b"x" * 1_000_000
+        finally:
+            closed.append(True)
+
+    api = RuntimeAPI(f"127.0.0.1:{listener.getsockname()[1]}")
+    with caplog.at_level("ERROR", logger="forkric"):
+        streaming.send(api, "rid-3", StreamingResponse(endless()), None, Logs({}))
+    thread.join(10)
+    assert closed == [True]
+    assert api.conn.sock is None  # closed after the stream, as the Runtime API asks
+    # Logged either way: the 413 when it could still be read, else the cut connection (a reset
+    # may drop the answer from the receive queue, depending on timing).
+    assert ("the streamed response to rid-3 is over the limit" in caplog.text
+            or "the streamed response to rid-3 was cut" in caplog.text)
