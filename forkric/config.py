@@ -264,6 +264,12 @@ class Config:
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
+# What a flag's value is, where its setting's name does not say it (the rest: its last word).
+METAVARS = {"workers": "N", "max_requests": "N", "max_requests_jitter": "N", "max_queue": "N",
+            "users": "N", "function_name": "NAME", "post_fork": "MODULE:FUNCTION",
+            "event": "JSON|@FILE", "payload": "JSON|@FILE|@-", "out": "DIR", "status_file": "PATH"}
+
+
 def help_text(setting: Setting) -> str:
     """A flag's help: what it does, its default, and its environment variable(s)."""
     env = ", then ".join(f"${name}" for name in setting.env)
@@ -281,8 +287,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "run") -> None
                                 const="1", default=None, help=help_text(setting))
             continue
         choices = getattr(setting.parse, "choices", None)
-        metavar = "{" + ",".join(choices) + "}" if choices else (
-            setting.name.split("_")[-1].upper() if setting.name != "function_name" else "NAME")
+        metavar = "{" + ",".join(choices) + "}" if choices else METAVARS.get(
+            setting.name, setting.name.split("_")[-1].upper())
         parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=metavar,
                             action="append" if command in setting.repeatable else "store",
                             help=help_text(setting))
