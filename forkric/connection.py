@@ -101,6 +101,8 @@ class Connection:
         self.timeout = timeout
         self.fixed = f"Host: {host}:{port}\r\nUser-Agent: {user_agent}\r\n"
         self.sock: socket.socket | None = None
+        self._poller: select.poll | None = None
+        self._polled = (-1, -1)  # the (socket, interrupt) descriptors the poller watches
 
     def close(self) -> None:
         """Close the socket, if open; the next request opens another."""
@@ -135,11 +137,37 @@ class Connection:
             else:
                 sock.sendall(data + body if body else data)
             if interrupt is not None:
-                _await_answer(sock, interrupt)
+                self._await_answer(sock, interrupt)
             return self._read(sock, _Reader() if read_headers else _StatusReader())
         except BaseException:
             self.close()
             raise
+
+    def _await_answer(self, sock: socket.socket, interrupt: Interrupt) -> None:
+        """Wait until the answer's first byte is readable; raise Interrupted if `leave` says so
+        first. A signal's wakeup byte in `interrupt.fd` ends each wait: nothing can slip between
+        a check of `leave` and the wait (a signal handler that raised could land after the answer
+        arrived, and lose the invocation it carried). The poll object lives as long as the
+        socket: made once, not per request."""
+        key = (sock.fileno(), interrupt.fd)
+        if self._poller is None or self._polled != key:
+            self._poller = select.poll()
+            self._poller.register(key[0], select.POLLIN)
+            self._poller.register(key[1], select.POLLIN)
+            self._polled = key
+        while True:
+            for fd, _ in self._poller.poll():
+                if fd == key[0]:
+                    return
+            _drain(interrupt.fd)
+            if interrupt.leave():
+                # A last look, then the socket closed at once: an answer written in between
+                # would be lost with the connection (the long poll cannot be cancelled
+                # atomically), so the two are kept a syscall apart.
+                if any(fd == key[0] for fd, _ in self._poller.poll(0)):
+                    return
+                self.close()
+                raise Interrupted("left before the answer began")
 
     def _read(self, sock: socket.socket, reader: _StatusReader) -> Response:
         parser = reader.parser
@@ -154,23 +182,6 @@ class Connection:
         if not reader.keep_alive:
             self.close()
         return Response(parser.get_status_code(), reader.headers, b"".join(reader.body))
-
-
-def _await_answer(sock: socket.socket, interrupt: Interrupt) -> None:
-    """Wait until the answer's first byte is readable; raise Interrupted if `leave` says so
-    first. A signal's wakeup byte in `interrupt.fd` ends each wait: nothing can slip between a
-    check of `leave` and the wait (a signal handler that raised could land after the answer
-    arrived, and lose the invocation it carried)."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    poller.register(interrupt.fd, select.POLLIN)
-    while True:
-        ready = [fd for fd, _ in poller.poll()]
-        if sock.fileno() in ready:
-            return
-        _drain(interrupt.fd)
-        if interrupt.leave():
-            raise Interrupted("left before the answer began")
 
 
 def _drain(fd: int) -> None:

@@ -80,7 +80,8 @@ def run_child(start: ChildStart) -> int:
     `SystemExit` from the handler gives its status (None 0, a message printed to stderr and 1),
     `atexit` hooks run, streams are flushed; an uncaught KeyboardInterrupt ends the process by
     SIGINT after its traceback. A graceful end (stopped, retired, recycled) first runs the
-    handler's own SIGTERM handler, as the process stops, after the slot announced the exit.
+    handler's own SIGTERM handler, as the process stops, after the slot announced the exit;
+    a `sys.exit` there ends the process with the announced status.
     """
     code = 1
     try:
@@ -99,7 +100,9 @@ def run_child(start: ChildStart) -> int:
         worker = Worker(start.index, handler, start.runtime_api, start.logs, slot, start.limits,
                         controls)
         code = worker.run()
-        controls.run_user_sigterm()
+        # The handler's own way out of a stop (sys.exit): the exit announced in the slot stands.
+        with contextlib.suppress(SystemExit):
+            controls.run_user_sigterm()
     except SystemExit as exc:
         code = _system_exit(exc)
     except KeyboardInterrupt:
@@ -179,15 +182,24 @@ class Controls:
         return controls
 
     def arm(self) -> None:
-        """(Again) make every signal write to the wakeup pipe: the handler may have taken it
-        (asyncio's signal handling does, and gives back -1)."""
+        """Make every signal write to the wakeup pipe, from C, the moment it arrives: a signal
+        between the check of `stopping` and the wait for /next then still ends the wait."""
         signal.set_wakeup_fd(self.wake_write, warn_on_full_buffer=False)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
+        self._wake()
 
     def _on_retire(self, signum: int, frame: FrameType | None) -> None:
         self.retiring = True
+
+    def _wake(self) -> None:
+        # Also from Python: should the handler's code take the wakeup fd (asyncio's signal
+        # handling does, and gives back -1), a stop during the wait still ends it; only the
+        # instant between the check and the wait is then uncovered. Not re-armed per
+        # invocation: that cost 3 us of each.
+        with contextlib.suppress(OSError):
+            os.write(self.wake_write, b"\0")
 
     def run_user_sigterm(self) -> None:
         """The handler's own SIGTERM handler, as its process stops; what it raises (sys.exit)
@@ -208,7 +220,7 @@ class Worker:
         self.slot = slot
         self.limits = limits
         self.controls = controls
-        self.pid = os.getpid()
+        self.forked_away = False  # set in a process the handler forks from this one
         self.baseline: tracemalloc.Snapshot | None = None
         self.memory = memory.Watch(limits.max_uss_kb)
         # (invocations, USS kB) after this worker's first invocation, when a memory limit is set:
@@ -228,7 +240,6 @@ class Worker:
         try:
             while not (controls.stopping or controls.retiring):
                 self.slot.idle()
-                controls.arm()
                 try:
                     job = self.api.next(controls.interrupt)
                 except Interrupted:
@@ -253,7 +264,7 @@ class Worker:
             deadline_ms = min(deadline_ms, int(time.time() * 1000) + self.limits.timeout_ms)
         self.slot.busy(job.request_id, deadline_ms)
         outcome = invocation.run(job, self.handler, self.logs)
-        if os.getpid() != self.pid:
+        if self.forked_away:
             _forked_child_returned()
         invocation_id = job.header(INVOCATION_ID_HEADER)
         if outcome.stream is not None:
@@ -271,6 +282,7 @@ class Worker:
     def _forked_by_handler(self) -> None:
         """In a process the handler forked: it shares neither the worker's Runtime API
         connection nor its slot (closing our copy of the socket leaves the worker's open)."""
+        self.forked_away = True
         self.slot.detach()
         sock, self.api.conn.sock = self.api.conn.sock, None
         if sock is not None:

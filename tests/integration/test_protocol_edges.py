@@ -95,6 +95,32 @@ def test_sys_exit_in_a_handler_fails_its_invocation_only(
         wait_for(lambda: "bye now" in edges.log(), 10, "the exit message on stderr")
 
 
+def test_a_keyboardinterrupt_out_of_a_handler_ends_the_worker_as_python_would(
+        edges: Local) -> None:
+    """As Python: the traceback, the atexit hooks, then death by SIGINT."""
+    assert exit_how(edges.invoke({"action": "interrupt"})) == "with error: signal: interrupt"
+    assert edges.invoke({}).status == 200
+
+
+def test_workers_recycle_on_their_memory_and_request_limits_without_failing(
+        tmp_path: Path) -> None:
+    """Recycling goes through the protocol (the exit announced, then taken): nothing fails, and
+    the replacement is a fresh fork."""
+    env = {"FORKRIC_MAX_WORKER_MEMORY_MB": "40", "FORKRIC_TRACE_LEAKS": "1",
+           "FORKRIC_MAX_REQUESTS": "40"}
+    with local("edges.handler", APPS, workers=1, timeout=10, log_path=tmp_path / "local.log",
+               env=env) as service:
+        replies = [service.invoke({"action": "leak", "kb": 4096}) for _ in range(20)]
+        replies += [service.invoke({}) for _ in range(45)]
+        status = service.status()
+    assert [r.status for r in replies] == [200] * len(replies)
+    assert all("x-amz-function-error" not in r.headers for r in replies)
+    assert status["workers"]["recycles"] >= 2 and status["workers"]["crashes"] == 0
+    log = service.log()
+    assert "MB limit after" in log and "leak site:" in log
+    assert "invocations (--max-requests)" in log
+
+
 # Row 11: the handler's own signal handlers stay; SIGTERM's runs in each worker as it stops.
 
 def test_the_handlers_signal_handlers_stay_and_sigterm_runs_as_workers_stop(

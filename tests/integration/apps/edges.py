@@ -10,7 +10,9 @@ import sys
 import time
 
 MARKERS = os.environ.get("EDGES_MARKERS", "")
+STARTED = os.environ.get("EDGES_STARTED", "")  # a folder: one empty file per invocation started
 IMPORTED_IN = os.getpid()
+_held = []
 
 
 def _mark(what):
@@ -35,6 +37,8 @@ atexit.register(lambda: (_mark("atexit"), print(f"atexit ran in {os.getpid()}", 
 
 
 def handler(event, context):
+    if STARTED:
+        open(os.path.join(STARTED, context.aws_request_id), "w").close()
     action = event.get("action", "echo") if isinstance(event, dict) else "echo"
     if action == "exit":
         sys.exit(event.get("code"))
@@ -58,6 +62,10 @@ def handler(event, context):
     elif action == "hang":
         while True:
             time.sleep(0.05)
+    elif action == "leak":
+        _held.append(b"x" * (event["kb"] * 1024))
+    elif action == "interrupt":
+        raise KeyboardInterrupt
     elif action == "big_error":
         raise ValueError("x" * event["bytes"])
     return {"pid": os.getpid(), "ppid": os.getppid(), "imported_in": IMPORTED_IN}
