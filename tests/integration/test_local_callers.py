@@ -201,8 +201,9 @@ def test_a_runtime_told_to_stop_is_started_again_without_backoff(tmp_path: Path)
     with local("app.ok", APP, workers=1, timeout=10, log_path=tmp_path / "log") as service:
         for start in (2, 3, 4):
             os.kill(service.status()["runtime"]["pid"], signal.SIGTERM)
-            wait_for(lambda start=start: service.status()["runtime"]["starts"] == start
-                     and service.status()["pollers"] >= 1, 30, f"runtime start {start}")
+            # Ready: this runtime's worker polls (a stale poll of the last one does not count).
+            wait_for(lambda start=start: (state := service.status())["runtime"]["starts"]
+                     == start and state["ready"], 30, f"runtime start {start} ready")
         log = service.log()
         exits = service.status()["runtime"]["exits"]
     assert exits == [0, 0, 0]
