@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import os
 import signal
 import sys
@@ -87,8 +88,22 @@ def _die_with_us() -> Callable[[], None] | None:
 
     def hook() -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        _close_inheritable()
 
     return hook
+
+
+def _close_inheritable() -> None:
+    """In the child, before the exec: mark every fd above 2 close-on-exec. uvloop (0.23) hands
+    its children the fds it did not mark (its stdio socketpair's other ends among them),
+    whatever close_fds says; a runtime on Lambda inherits none, and forkric's fork-safety scan
+    took them for connections the handler's import opened (and so imported per worker). Marked,
+    not closed: uvloop still uses some of them between this hook and the exec."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        with contextlib.suppress(OSError):
+            if fd > 2:
+                fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
 
 
 class Runtime:

@@ -75,6 +75,14 @@ def echo_service(task_dir: Path) -> Any:
         yield running
 
 
+def test_the_runtime_inherits_no_descriptors(echo_service: Local) -> None:
+    """The service's event loop (uvloop) leaks fds into children it spawns; the runtime closes
+    them before it starts, as on Lambda, where a runtime inherits none. Before, forkric's
+    fork-safety scan found the leaked stdout socketpair ends and imported per worker."""
+    echo_service.invoke({})
+    assert "fork safety" not in echo_service.log(), echo_service.log()
+
+
 # Tenants.
 
 @pytest.fixture(scope="module")
