@@ -85,7 +85,8 @@ class Outcome:
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
         kinds = [re.search(r"'errorType': '([^']+)'", p) for p in self.problems]
         named = [k.group(1) for k in kinds if k]
-        return counts + (f" ({named[0]})" if named else "")
+        checks = [p for p in self.problems if not p.startswith("e.g.")]
+        return counts + (f" ({named[0]})" if named else "") + "".join(f"; {c}" for c in checks)
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
