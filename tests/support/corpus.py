@@ -44,7 +44,7 @@ class Case:
 
 CASES = (
     Case("requests_session", ("http",)),
-    Case("boto3_s3", ("s3",)),
+    Case("boto3_s3", ("s3",), timeout_s=30),  # 4 boto3 imports at once: a slow init
     Case("psycopg2_conn", ("pg",), needs="mode"),
     Case("psycopg2_tls", ("pg",), {"CORPUS_PG_DSN_VAR": "CORPUS_PG_TLS"}, needs="mode"),
     Case("psycopg2_hook", ("pg",), {"FORKRIC_IMPORT_MODE": "once"}, needs="hook"),
