@@ -112,6 +112,10 @@ class _Protocol(HttpToolsProtocol):
         self.limits = limits
         self.in_head = True  # the bytes that arrive belong to a request's head
         self.head_bytes = 0
+        # A request's first byte came and its head's end did not: only then is a head timed.
+        # (A request read whole leaves `in_head` set for the next one; timing it would answer
+        # a long poll of /next, or an idle kept-alive connection, 408 after 10 s.)
+        self.head_begun = False
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False  # answered and closing: what still arrives is dropped
         self.lingers = False  # refused, and counted in limits.lingering until it is closed
@@ -136,11 +140,15 @@ class _Protocol(HttpToolsProtocol):
             if self.head_bytes > self.limits.head_bytes:
                 self._refuse(431, f"forkric local: a request head is limited to "
                                   f"{self.limits.head_bytes} bytes")
-            elif self.head_timer is None:  # timed from its first read
+            elif self.head_timer is None and self.head_begun:  # timed from its first read
                 self._arm_head_timer()
 
+    def on_message_begin(self) -> None:
+        self.head_begun = True
+        super().on_message_begin()
+
     def on_headers_complete(self) -> None:
-        self.in_head = False
+        self.in_head = self.head_begun = False
         if self.head_timer is not None:
             self._cancel_head_timer()
         cast(dict[str, Any], self.scope)[PEER] = self.peer  # before the app sees the scope

@@ -8,10 +8,14 @@ here; tests/integration/test_local.py serves real traffic through the same class
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
+from typing import Any
 
 import pytest
+import uvicorn
 
-from forkric.local.server import _GatheredWrites, bind
+from forkric.local.server import Limits, _GatheredWrites, _Protocol, bind
 
 
 class Recording:
@@ -78,3 +82,53 @@ def test_bind_takes_a_free_port_and_refuses_a_taken_one() -> None:
             bind("127.0.0.1", port)
     finally:
         sock.close()
+
+
+def _timed_server(head_timeout_s: float) -> tuple[uvicorn.Server, socket.socket]:
+    """A uvicorn server with forkric local's protocol, a short head timeout, and an app that
+    answers /poll after 4 head timeouts (a worker's long poll) and anything else at once."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/poll":
+            await asyncio.sleep(4 * head_timeout_s)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    protocol = functools.partial(_Protocol, limits=Limits(16, head_timeout_s=head_timeout_s))
+    config = uvicorn.Config(app, http=protocol, ws="none", lifespan="off",  # type: ignore[arg-type]
+                            log_config=None, access_log=False)
+    return uvicorn.Server(config), bind("127.0.0.1", 0)
+
+
+def test_the_head_timer_spares_a_request_already_read_and_an_idle_connection() -> None:
+    """A request read whole in one read used to re-arm the head timer for the next head, so a
+    worker's long poll of /next was answered 408 after 10 s (then retried with backoff, logged),
+    and an idle kept-alive connection was sent 408 and closed. A head that stalls still is."""
+    timeout_s = 0.2
+
+    async def scenario() -> tuple[bytes, bytes, bytes]:
+        server, sock = _timed_server(timeout_s)
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        port = sock.getsockname()[1]
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n")  # one read, then a long wait
+            polled = await reader.readuntil(b"ok")
+            await asyncio.sleep(2 * timeout_s)  # idle, kept alive
+            writer.write(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+            again = await reader.readuntil(b"ok")
+            writer.write(b"GET /stalled HTTP/1.1\r\n")  # a head that never ends
+            stalled = await asyncio.wait_for(reader.read(), 10 * timeout_s)
+            writer.close()
+            return polled, again, stalled
+        finally:
+            server.should_exit = True
+            await task
+
+    polled, again, stalled = asyncio.run(scenario())
+    assert polled.startswith(b"HTTP/1.1 200"), polled
+    assert again.startswith(b"HTTP/1.1 200"), again
+    assert stalled.startswith(b"HTTP/1.1 408"), stalled
