@@ -32,7 +32,8 @@ COMMANDS = {
     "run": ("the runtime: what a Lambda image starts (polls $AWS_LAMBDA_RUNTIME_API)", True),
     "local": ("an embedded Lambda service on loopback, running HANDLER", True),
     "soak": ("forkric local under a bounded Locust load, with memory sampling and a leak "
-             "verdict", True),
+             "verdict; exit 0 no leak, 3 leak, 4 inconclusive, 5 invocations failed, 1 the "
+             "soak could not run", True),
     "invoke": ("one call to an Invoke API (forkric local, the RIE), printed; exit 1 for an "
                "error", False),
     "load": ("Locust with forkric's users against a running Invoke API; arguments after -- go "
