@@ -84,7 +84,7 @@ def error_line(output: str) -> str:
 
 
 def test_hooks_run_in_order_then_restore(task_dir: Path) -> None:
-    runs = both(task_dir)
+    runs = both(task_dir, FORKRIC_IMPORT_MODE="once")  # the per-worker mode: test_local_surface
     for name, run in runs.items():
         assert run.restore_calls == 1, (name, run)
         assert [p.path for p in run.posted] == ["/invocation/request-0/response"], (name, run)
@@ -98,7 +98,7 @@ def test_hooks_run_in_order_then_restore(task_dir: Path) -> None:
 
 
 def test_four_workers_fork_after_the_restore(task_dir: Path) -> None:
-    run = serve("forkric", task_dir, workers=4)
+    run = serve("forkric", task_dir, workers=4, FORKRIC_IMPORT_MODE="once")
     assert run.restore_calls == 1, run
     results = [p.json() for p in run.posted]
     assert len({r["pid"] for r in results}) == 4, results  # four workers served
