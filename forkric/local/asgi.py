@@ -59,11 +59,14 @@ class Request:
         return bytes(self.scope["query_string"]).decode("latin-1")
 
     def header(self, name: bytes, default: str | None = None) -> str | None:
-        """A header's value by its lower-case name (the last one when repeated)."""
+        """A header's value by its lower-case name (the last one when repeated), without the
+        blanks around it (RFC 9110: they are not part of the value; llhttp leaves a trailing
+        one after a byte that is not ASCII, which the worker then saw in its trace id)."""
         if self._headers is None:
             self._headers = dict(self.scope["headers"])
         value = self._headers.get(name)
-        return default if value is None else value.decode("utf-8", "surrogateescape")
+        return default if value is None else value.strip(b" \t").decode("utf-8",
+                                                                         "surrogateescape")
 
     async def body(self, limit: int) -> tuple[bytes | None, int]:
         """The body, or None (and its size) when it is over `limit`; the rest is read and

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import rie
@@ -155,6 +155,8 @@ def test_fuzz_the_invoke_api_against_the_rie(services: tuple[Local, Any],
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
     @given(requests())
+    @example({"client_context": None, "trace": b"\xa1 ", "name": "INF",  # found: a kept blank
+              "qualifier": "$LATEST", "body": b"{}"})
     def one(request: dict[str, Any]) -> None:
         headers = {"Content-Type": b"application/json"}
         if request["client_context"] is not None:
