@@ -54,7 +54,7 @@ CASES = (
     Case("queue_listener", side_output="listener.log"),
     Case("queue_thread", side_output="queue_thread.log", needs="mode"),
     Case("importing_thread", needs="mode"),
-    Case("sentry", ("http",)),
+    Case("sentry", ("http",), timeout_s=30),  # 4 sentry-sdk imports at once: a slow init
     Case("sklearn_openmp", invocations=60, timeout_s=60),
     Case("torch_model", invocations=60, timeout_s=60),
     Case("thread_pool"),
