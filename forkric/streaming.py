@@ -86,10 +86,10 @@ def wanted(handler: object) -> bool:
 class StreamingResponse:
     """A streamed body with the HTTP head a function URL answers with.
 
-    `body`: an iterable, iterator or async iterable of bytes/str chunks. `status_code`,
-    `headers` and `cookies` (Set-Cookie values) go in the HTTP-integration prelude that Lambda
-    reads before the body; `content_type` is the stream's own type when no HTTP head is given
-    (default application/octet-stream)."""
+    `body`: an iterable, iterator or async iterable of bytes/str chunks, or one bytes/str
+    (sent as one chunk). `status_code`, `headers` and `cookies` (Set-Cookie values) go in the
+    HTTP-integration prelude that Lambda reads before the body; `content_type` is the stream's
+    own type when no HTTP head is given (default application/octet-stream)."""
 
     body: Iterable[Any] | AsyncIterable[Any]
     status_code: int | None = None
@@ -109,7 +109,8 @@ class StreamingResponse:
 
 
 # Results that are values, not streams, even though Python can iterate them.
-_VALUES = (str, bytes, bytearray, memoryview, Mapping, list, tuple, set, frozenset)
+_WHOLE = (str, bytes, bytearray, memoryview)
+_VALUES = (*_WHOLE, Mapping, list, tuple, set, frozenset)
 
 
 def as_stream(result: Any) -> StreamingResponse | None:
@@ -156,6 +157,8 @@ class Chunks:
         self._sync: Iterator[Any] | None = None
         if isinstance(body, AsyncIterable):
             self._async = aiter(body)
+        elif isinstance(body, _WHOLE):  # a body given whole is one chunk, not its items
+            self._sync = iter((body,))
         else:
             self._sync = iter(body)
 

@@ -57,7 +57,7 @@ class RawServer:
 
 def send(response: StreamingResponse, status: int = 202) -> tuple[list[bytes], bytes]:
     server = RawServer(status)
-    api = RuntimeAPI(f"127.0.0.1:{server.port}")
+    api = RuntimeAPI(f"127.0.0.1:{server.port}", timeout=10)  # fails, never hangs
     streaming.send(api, "rid-1", response, "inv-1", Logs({}))
     return server.request()
 
@@ -85,6 +85,15 @@ def test_http_integration_prelude_then_eight_nuls() -> None:
     prelude = b'{"statusCode":404,"headers":{"content-type":"text/html"},"cookies":["a=b"]}'
     prelude += b"\0" * 8
     assert body == b"%x\r\n%s\r\n3\r\n<p>\r\n0\r\n\r\n" % (len(prelude), prelude)
+
+
+@pytest.mark.parametrize("whole", [b"not found", "not found", bytearray(b"not found")])
+def test_a_body_given_whole_is_one_chunk(whole: Any) -> None:
+    """StreamingResponse(b"...", status_code=404) was iterated: bytes gave ints
+    (Runtime.MarshalError) and a string one chunk per character."""
+    _, body = send(StreamingResponse(whole, status_code=404))
+    prelude = b'{"statusCode":404,"headers":{},"cookies":[]}' + b"\0" * 8
+    assert body == b"%x\r\n%s\r\n9\r\nnot found\r\n0\r\n\r\n" % (len(prelude), prelude)
 
 
 def test_error_mid_stream_goes_in_the_trailers(capsys: pytest.CaptureFixture[str]) -> None:
