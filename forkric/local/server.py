@@ -26,7 +26,7 @@ import re
 import resource
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import uvicorn
@@ -46,7 +46,7 @@ httptools_impl.HEADER_VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f]")
 HEAD_LIMIT = 16 * 1024
 HEAD_TIMEOUT_S = 10.0  # to send a request's head, from its first byte (or from connecting)
 LINGER_S = 2.0  # how long a refused connection is read (and dropped) before it is closed
-MAX_LINGERING = 32  # refused connections lingering at once, per server: past it, closed at once
+MAX_LINGERING = 32  # refused connections lingering at once, per server: past it, the oldest goes
 RESERVED_FDS = 128  # for the runtime's sockets and pipes, files, the loop's own
 KEEP_ALIVE_S = 75  # an idle caller's connection is kept this long (aiohttp's default)
 SHUTDOWN_GRACE_S = 5
@@ -98,7 +98,8 @@ class Limits:
     max_connections: int
     head_bytes: int = HEAD_LIMIT
     head_timeout_s: float = HEAD_TIMEOUT_S
-    lingering: int = 0
+    # Refused connections lingering now, oldest first (a dict: ordered, removal by key).
+    lingering: dict[Any, None] = field(default_factory=dict)
 
 
 class _Protocol(HttpToolsProtocol):
@@ -118,7 +119,7 @@ class _Protocol(HttpToolsProtocol):
         self.head_begun = False
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False  # answered and closing: what still arrives is dropped
-        self.lingers = False  # refused, and counted in limits.lingering until it is closed
+        self.lingers = False  # refused, and in limits.lingering until it is closed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.gathered = _GatheredWrites(transport, asyncio.get_running_loop())
@@ -187,18 +188,24 @@ class _Protocol(HttpToolsProtocol):
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
                              b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                              % (status, reason, len(body), body))
-        if self.limits.lingering >= MAX_LINGERING:  # a flood: file descriptors come first
-            self.transport.close()
-            return
-        self.limits.lingering += 1
+        if len(self.limits.lingering) >= MAX_LINGERING:
+            # A flood: the oldest refusal, whose answer has had the longest to arrive, gives up
+            # its descriptor. (Closing this one at once, before its request is read, reset it.)
+            oldest = next(iter(self.limits.lingering))
+            oldest.stop_lingering()
+            oldest.transport.close()
+        self.limits.lingering[self] = None
         self.lingers = True
         self.gathered.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def stop_lingering(self) -> None:
         if self.lingers:
             self.lingers = False
-            self.limits.lingering -= 1
+            del self.limits.lingering[self]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_lingering()
         self._cancel_head_timer()
         super().connection_lost(exc)
 

@@ -132,3 +132,49 @@ def test_the_head_timer_spares_a_request_already_read_and_an_idle_connection() -
     assert polled.startswith(b"HTTP/1.1 200"), polled
     assert again.startswith(b"HTTP/1.1 200"), again
     assert stalled.startswith(b"HTTP/1.1 408"), stalled
+
+
+def test_a_caller_refused_in_a_flood_still_reads_its_answer() -> None:
+    """Past MAX_LINGERING refused connections, a refused caller's connection was closed at once,
+    before its request was read: the request then reset it, and the caller saw a broken pipe or
+    a reset instead of the 503 (the slowloris test met it under load). Now the oldest refusal
+    gives up its descriptor, and the newest is answered and read like the others."""
+    from forkric.local.server import MAX_LINGERING
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await asyncio.sleep(60)  # the one connection served holds its place
+
+        protocol = functools.partial(_Protocol, limits=Limits(1))
+        config = uvicorn.Config(app, http=protocol, ws="none",  # type: ignore[arg-type]
+                                lifespan="off", log_config=None, access_log=False)
+        server, sock = uvicorn.Server(config), bind("127.0.0.1", 0)
+        task = loop.create_task(server.serve(sockets=[sock]))
+        port = sock.getsockname()[1]
+        held = []
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            for _ in range(MAX_LINGERING + 2):  # the cap, then a flood of refusals that linger
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                held.append(writer)
+                if len(held) > 1:
+                    await reader.readuntil(b"\r\n\r\n")  # refused: its 503 has come
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\ncontent-length: 65536\r\n\r\n"
+                         + b"x" * 65536)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return answer
+        finally:
+            for other in held:
+                other.close()
+            server.should_exit = True
+            server.force_exit = True
+            await task
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 503"), answer
