@@ -65,7 +65,8 @@ def run(invocation: Invocation, handler: Handler, log: logs.Logs) -> Outcome:
         context = make_context(invocation)
         event = marshal.event(invocation.body, invocation.header("Content-Type"))
         result = handler(event, context)
-        if streaming.wanted(handler):
+        # A StreamingResponse asks for streaming itself (no handler returned one before).
+        if streaming.wanted(handler) or isinstance(result, streaming.StreamingResponse):
             stream = streaming.as_stream(result)
             if stream is not None:  # its chunks are made, and sent, as they are read
                 return Outcome(stream=stream)

@@ -181,6 +181,17 @@ def test_unmarked_generator_is_a_marshal_error_as_in_awslambdaric() -> None:
         "Unable to marshal response: Object of type generator is not JSON serializable"
 
 
+def test_an_unmarked_handler_that_returns_a_streaming_response_streams() -> None:
+    """It was Runtime.MarshalError ("Object of type StreamingResponse is not JSON
+    serializable"): the answer of a user who forgot the mark, and no handler's before."""
+    def handler(event: Any, context: Any) -> StreamingResponse:
+        return StreamingResponse([b"a"], status_code=201)
+
+    outcome = invocation.run(_job(), handler, Logs({}))
+    assert outcome.error is None and outcome.stream is not None
+    assert outcome.stream.status_code == 201
+
+
 def test_marked_handler_streams_iterators_and_marshals_values() -> None:
     results: list[Any] = []
 
