@@ -237,8 +237,12 @@ class Service:
         if not isinstance(invocation, Invocation):
             return invocation
         result = await invocation.done
-        if result.stream is None and result.status != 200:  # an init error, a SnapStart one
-            return _answer(result, invocation.request_id)
+        if result.stream is None and result.status != 200:
+            if answers.ERROR_TYPE in result.headers:  # the service's own (SnapStart's): HTTP
+                return _answer(result, invocation.request_id)
+            # An init error (502 for Invoke, as the RIE): InvokeComplete names it, where boto3
+            # would otherwise raise a ClientError with no message ("An error occurred (502)").
+            result = answers.function_error(result.body)
 
         async def answer(send: Send) -> None:
             await _send_event_stream(request, send, invocation, result)

@@ -193,6 +193,16 @@ def test_a_stuck_stream_is_ended_at_its_deadline(tmp_path: Path) -> None:
         assert chunks == [b"chunk 0\n"]
 
 
+def test_an_init_error_is_named_in_invoke_complete(tmp_path: Path) -> None:
+    """It was a bare 502, which boto3 raised as "An error occurred (502) when calling the
+    InvokeWithResponseStream operation: " with no word of the import error."""
+    with local("missing_module.handler", tmp_path, workers=1, wait_ready=False) as broken:
+        answer, chunks, complete = stream(broken, {})
+    assert answer["StatusCode"] == 200 and chunks == []
+    assert complete["ErrorCode"] == "Runtime.ImportModuleError"
+    assert "No module named 'missing_module'" in complete["ErrorDetails"]
+
+
 @pytest.fixture(scope="module")
 def url_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     log_path = tmp_path_factory.mktemp("url") / "local.log"
