@@ -231,15 +231,24 @@ class Supervisor:
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         self.wake_fds = (wake_read, wake_write)
-        signal.set_wakeup_fd(wake_write)
-        # What the handler's import installed goes back to every worker.
-        self.dispositions = {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS}
-        for sig in HANDLED_SIGNALS:
-            signal.signal(sig, self._queue_signal)
+        self._own_signals()
         self.signal_mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS))
         # Registered before the first fork, so that a worker stuck before its own set-up (in an
         # at-fork hook, say) still shows its stack when killed.
         faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
+
+    def _own_signals(self) -> None:
+        """What the handler's import installed goes back to every worker; the supervisor takes
+        the signals it handles. Again after a SIGHUP's import, which installs the handler's own
+        (a SIGTERM handler that exits, say) in the supervisor too."""
+        if not self.wake_fds:
+            return  # not running: a unit test's supervisor takes no signal
+        signal.set_wakeup_fd(self.wake_fds[1])
+        for sig in HANDLED_SIGNALS:
+            disposition = signal.getsignal(sig)
+            if disposition != self._queue_signal:
+                self.dispositions[sig] = disposition
+                signal.signal(sig, self._queue_signal)
 
     def _queue_signal(self, signum: int, frame: object) -> None:
         self.signals.append(signum)
@@ -333,9 +342,7 @@ class Supervisor:
         if self.reload is None or self.stopping:
             return
         try:
-            self.handler = self.reload()
-            self.inherited = prefork.prepare(self.config.handler, self.config.import_mode,
-                                             self.config.post_fork, self.inherited.task_root)
+            self._reimport(self.reload)
         except Exception as exc:
             error, _ = errors.from_exception(exc)
             trace = "".join(error["stackTrace"])
@@ -350,6 +357,18 @@ class Supervisor:
         self.to_replace = list(self.workers)
         log.info("forkric: SIGHUP: handler imported again; replacing %d worker(s) one at a time",
                  len(self.to_replace))
+
+    def _reimport(self, reload: Callable[[], Handler]) -> None:
+        """The handler imported again, with the supervisor's signals held: what the import
+        installs (its SIGTERM handler, say) goes to the next workers, never to the supervisor."""
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            self.handler = reload()
+            self.inherited = prefork.prepare(self.config.handler, self.config.import_mode,
+                                             self.config.post_fork, self.inherited.task_root)
+        finally:
+            self._own_signals()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     # Workers.
 

@@ -4,6 +4,7 @@ failed on the supervisor and worker before the protocol module (see /work/notes/
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import signal
@@ -226,6 +227,32 @@ def test_sighup_to_code_that_dies_at_start_backs_off(tmp_path: Path) -> None:
         failed = service.log().count("died (exit status 7)")
         assert service.invoke({}).json()["broken"] is False  # the old worker keeps serving
     assert 2 <= failed <= 8, failed  # was: 600 to 1,000 in 2 s
+
+
+# Row 11 after a SIGHUP: the import runs again in the supervisor and installs the handler's
+# SIGTERM handler there again; the supervisor keeps its own, and new workers get the new code's.
+
+def test_a_reimport_keeps_the_supervisors_signals_its_own(tmp_path: Path, markers: Path) -> None:
+    started = tmp_path / "started"
+    started.mkdir()
+    with local("edges.handler", APPS, workers=2, timeout=10, log_path=tmp_path / "local.log",
+               env={"EDGES_MARKERS": str(markers), "EDGES_STARTED": str(started)}) as service:
+        supervisor = runtime_of(service)["pid"]
+        old = worker_pids(service)
+        os.kill(supervisor, signal.SIGHUP)
+        new = wait_for(lambda: not (pids := worker_pids(service)) & old and len(pids) == 2
+                       and pids, 30, "the workers replaced")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(service.invoke, {"action": "sleep", "seconds": 2})
+            wait_for(lambda: any(started.iterdir()), 15, "the invocation to start")
+            os.kill(supervisor, signal.SIGTERM)
+            reply = busy.result()
+        wait_for(lambda: not alive(supervisor), 15, "the supervisor to stop")
+    # Was: the handler's SIGTERM handler ran in the supervisor (sys.exit(0)), its workers were
+    # killed, and the busy invocation got Runtime.ExitError.
+    assert reply.status == 200 and "x-amz-function-error" not in reply.headers, reply.body
+    assert supervisor not in marked(markers, "sigterm"), service.log()[-3000:]
+    assert new <= marked(markers, "sigterm")  # each new worker ran it as it stopped
 
 
 # Row 9: an error over the payload limit is answered at once, without a retry loop.
