@@ -66,6 +66,9 @@ class Verdict:
         if self.outcome == leak.LEAK:
             text = (f"LEAK: {estimate.kb_per_invocation:.1f} KB per invocation (confidence "
                     f"{estimate.confidence:.2f}, {estimate.lifetimes} worker lifetime(s))")
+            if estimate.accelerating:
+                text += (f", accelerating: {estimate.late_kb_per_invocation:.1f} KB per "
+                         f"invocation over the later half of the lifetimes")
             if self.invocations_to_limit is not None:
                 text += (f"; a worker reaches the {self.limit} after "
                          f"{self.invocations_to_limit:,.0f} invocations")
@@ -114,11 +117,15 @@ def first_uss_kb(run: Run) -> float:
 
 
 def time_to_limit(estimate: leak.LeakEstimate, run: Run) -> tuple[float | None, float | None]:
-    """(invocations, seconds) a worker takes to grow from its first invocation to the limit."""
-    if not run.limit_mb or estimate.kb_per_invocation <= 0:
+    """(invocations, seconds) a worker takes to grow from its first invocation to the limit; for
+    an accelerating leak at its later rate (a little early, where the mean rate was late)."""
+    rate_kb = estimate.kb_per_invocation
+    if estimate.accelerating and estimate.late_kb_per_invocation:
+        rate_kb = estimate.late_kb_per_invocation
+    if not run.limit_mb or rate_kb <= 0:
         return None, None
     base = first_uss_kb(run) or estimate.base_kb
-    invocations = max(0.0, run.limit_mb * 1024 - base) / estimate.kb_per_invocation
+    invocations = max(0.0, run.limit_mb * 1024 - base) / rate_kb
     rate = per_worker_rate(run)
     return invocations, (invocations / rate if rate else None)
 

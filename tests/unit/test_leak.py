@@ -220,3 +220,36 @@ def test_typical_span_weighs_lifetimes_by_their_span() -> None:
 
     assert leak.typical_span([life(1_000)] * 9 + [life(100)]) == pytest.approx(
         (9 * 1_000 ** 2 + 100 ** 2) / 9_100)
+
+
+def test_a_bounded_cache_that_fills_then_levels_off_is_not_a_leak() -> None:
+    # A cache of 5,000 entries of 4 KB (20 MB) filled by the first 5,000 calls, then flat: the
+    # pooled slope alone said "leak, 1.6 KB per invocation" over 30 s of a clean handler.
+    def uss(i: int, served: int) -> float:
+        return 4_000 + 20_480 * min(served, 5_000) / 5_000
+
+    found = leak.estimate([*series(1, 0, 31, 370, uss), *series(2, 1, 31, 380, uss)])
+    assert found.verdict == leak.NO_LEAK, found.reason
+    assert found.early_kb_per_invocation is not None and found.early_kb_per_invocation > 3
+    assert found.late_kb_per_invocation == pytest.approx(0.0, abs=0.1)
+    assert "then levelled off" in found.reason
+
+
+def test_an_accelerating_leak_gives_its_later_rate() -> None:
+    # Call n keeps n/100 KB: 58 KB per invocation on average over 11,500 calls, 115 at the end.
+    def uss(i: int, served: int) -> float:
+        return 4_000 + served ** 2 / 200
+
+    found = leak.estimate([*series(1, 0, 31, 370, uss), *series(2, 1, 31, 380, uss)])
+    assert found.verdict == leak.LEAK and found.accelerating
+    assert found.late_kb_per_invocation is not None and found.early_kb_per_invocation is not None
+    assert found.late_kb_per_invocation > 2 * found.early_kb_per_invocation
+    assert "accelerating" in found.reason
+
+
+def test_a_steady_leak_neither_accelerates_nor_levels_off() -> None:
+    samples = [*series(10, 0, 30, 300, leaking(16, noise_kb=1_000, seed=3)),
+               *series(11, 1, 30, 280, leaking(16, noise_kb=1_000, seed=4))]
+    found = leak.estimate(samples)
+    assert found.verdict == leak.LEAK and not found.accelerating
+    assert found.late_kb_per_invocation == pytest.approx(16, rel=0.1)

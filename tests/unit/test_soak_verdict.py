@@ -164,3 +164,11 @@ def test_a_taken_port_is_refused_and_none_given_is_any_free_one() -> None:
         with pytest.raises(service.ServiceError, match=f"127.0.0.1:{port}: the port is taken"):
             service.take_port("127.0.0.1", port)
     assert service.take_port("127.0.0.1", 0) > 0
+
+
+def test_an_accelerating_leak_reaches_the_limit_at_its_later_rate() -> None:
+    found = estimate(leak.LEAK, 60)
+    found.accelerating, found.early_kb_per_invocation, found.late_kb_per_invocation = True, 30, 90
+    decided = verdict.decide(found, facts(limit_mb=1024.0))
+    assert decided.invocations_to_limit == pytest.approx((1024 * 1024 - 4_096) / 90)
+    assert ", accelerating: 90.0 KB per invocation over the later half" in decided.headline(found)
