@@ -7,6 +7,7 @@ once, in `load`, and passed down; nothing else reads these variables.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,10 +21,13 @@ class UsageError(ValueError):
 
 def _number(text: str, kind: type[int] | type[float]) -> Any:
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise ValueError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value):  # nan or inf: no limit, timeout or wait can be either
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -135,6 +135,22 @@ def test_messages_say_what_is_wanted(flag: str, text: str, expected: str) -> Non
     assert expected in str(info.value)
 
 
+FLOAT_SETTINGS = sorted(s.name for s in config.SETTINGS
+                        if s.parse in (config._non_negative_float, config._positive_float))
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e999", "Infinity"])
+def test_a_number_that_is_not_finite_is_a_usage_error(name: str, text: str) -> None:
+    # Found by trying: --timeout inf was a traceback, --max-worker-memory nan crashed the
+    # supervisor, --wait-ready nan waited for ever.
+    setting = next(s for s in config.SETTINGS if s.name == name)
+    command = sorted(setting.commands)[0]
+    with pytest.raises(config.UsageError) as info:
+        config.load("h.f", {name: text}, {}, command)
+    assert str(info.value) == f"bad value for {setting.flag}: {text!r} is not a finite number"
+
+
 def test_every_flags_help_gives_its_default_and_environment_variable() -> None:
     for command in ("run", "local", "soak", "invoke", "load"):
         parser = argparse.ArgumentParser()
