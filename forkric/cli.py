@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from forkric import __version__, config, errors, handler, paths, prefork, snapstart, streaming
 from forkric.logs import UNHANDLED_INIT_WARNING, Logs, log_init_records
@@ -41,13 +42,21 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's errors in one line, named for the command, pointing at its --help (argparse
+    prints the whole usage block first, and blames `forkric` for a command's unknown flag)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _add_handler(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("handler", nargs="?", metavar="HANDLER",
                         help="module.function, as in Lambda (default: $_HANDLER)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="forkric", description="A pre-forked, multi-process runtime for AWS Lambda Python "
                                     "handlers: import once, fork N workers.")
     parser.add_argument("--version", action="version", version=f"forkric {__version__}")
@@ -82,9 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:  # `forkric load ... -- LOCUST ARGS`
         argv, passed = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    command = f"forkric {args.command}"
+    if unknown:
+        return usage_error(args.command, f"unrecognized arguments: {' '.join(unknown)} (see "
+                                         f"{command} --help)")
     if passed and args.command != "load":
-        parser.error(f"`forkric {args.command}` takes no arguments after --")
+        return usage_error(args.command, f"takes no arguments after -- (see {command} --help)")
     try:
         cfg = settings(args)
     except config.UsageError as exc:

@@ -258,11 +258,23 @@ def test_invoke_help_gives_defaults_and_environment_variables() -> None:
     (["load", "--event", "{oops"], "forkric load: bad --event: not JSON"),
     (["load", "--event", "@no-such-file.json:3"], "forkric load: bad --event: "
                                                   "@no-such-file.json: No such file"),
+    # Found by trying (review of issue 13): each was argparse's usage block over several lines,
+    # an unknown flag blamed on `forkric` rather than the command, or a traceback.
+    (["local", "app.handler", "--timeout", "inf"], "forkric local: bad value for --timeout: "
+                                                   "'inf' is not a finite number"),
+    (["local", "app.handler", "--workers"], "forkric local: argument --workers: expected one "
+                                            "argument (see forkric local --help)"),
+    (["invoke", "--timeout", "3"], "forkric invoke: unrecognized arguments: --timeout 3 (see "
+                                   "forkric invoke --help)"),
+    (["local", "app.handler", "extra"], "forkric local: unrecognized arguments: extra"),
+    (["lcal"], "forkric: argument command: invalid choice: 'lcal'"),
+    ([], "forkric: the following arguments are required: command (see forkric --help)"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str],
                                               message: str) -> None:
     env_free = {k: v for k, v in os.environ.items() if k != "_HANDLER"}
-    done = subprocess.run([sys.executable, "-m", "forkric", *args], cwd=tmp_path,
+    # The console script, as a user types it (`python -m forkric` makes any first word `run`'s).
+    done = subprocess.run([str(Path(sys.executable).with_name("forkric")), *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, env=env_free)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(message), done.stderr
