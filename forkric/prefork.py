@@ -54,8 +54,11 @@ FORK_AWARE = ("sentry_sdk.", "opentelemetry.", "ddtrace.", "grpc.")
 OPENMP_LIBRARY = re.compile(r"/lib(?:g|i5|)omp[^/]*\.so")
 _BUFFERED = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
 # Connections of clients that find a shut-down socket closed and open another (their socket
-# attribute: `sock` or `_sock`); redis-py also checks its pid and never reuses an inherited one.
-RECONNECTING = (("http.client", "HTTPConnection"), ("redis.connection", "AbstractConnection"))
+# attribute: `sock` or `_sock`): urllib3's (under requests and botocore) checks a pooled
+# connection before reusing it; redis-py also checks its pid. A bare http.client connection
+# does neither: its next request raises BrokenPipeError, so it is reported.
+RECONNECTING = (("urllib3.connection", "HTTPConnection"),
+                ("redis.connection", "AbstractConnection"))
 
 # random.Random instances made during the import and seeded from the OS (Random() without a
 # seed): they get a fresh seed in each worker. An explicit seed is the user's wish and is kept.
@@ -180,7 +183,7 @@ def half_imported() -> list[str]:
 def _scan_objects(found: Inheritance) -> set[int]:
     """One pass over the collector's objects: flush buffered files (a buffer copied into every
     worker would be written once per worker), note numpy generators seeded from the OS, and the
-    fds that pooled clients own (http.client under requests, boto3 and urllib3; redis-py):
+    fds that pooled clients own (urllib3 under requests and boto3; redis-py):
     those reconnect by themselves once their socket is shut down."""
     kinds: dict[type, Callable[[Any], None]] = {}
     kept_alive: set[int] = set()

@@ -47,10 +47,12 @@ def test_a_user_thread_is_named_and_auto_imports_per_worker() -> None:
 
 def test_connections_are_shut_down_without_a_byte_and_pools_are_not_reported() -> None:
     """shutdown(2), not close(): the peer reads EOF, never a goodbye written by a worker; the
-    child's socket reads EOF too, so a pooled client reconnects. An http.client connection
-    reconnects by itself and is not reported; a raw socket is."""
+    child's socket reads EOF too, so a pooled client reconnects. A urllib3 connection (requests,
+    boto3) reconnects by itself and is not reported; a raw socket and a bare http.client
+    connection are (its next request raised BrokenPipeError in every worker)."""
     result = run('''
         import http.client, socket, threading, logging
+        import urllib3
         lines = []
         logging.getLogger("forkric").addHandler(type("H", (logging.Handler,), {
             "emit": lambda self, r: lines.append(r.getMessage())})())
@@ -58,23 +60,26 @@ def test_connections_are_shut_down_without_a_byte_and_pools_are_not_reported() -
         port = server.getsockname()[1]
         server_pid = os.fork()
         if server_pid == 0:  # the peer lives in its own process, as a real server would
-            peers = [server.accept()[0] for _ in range(2)]
+            peers = [server.accept()[0] for _ in range(3)]
             got = b"".join(peer.recv(100) for peer in peers)
             os._exit(0 if got == b"" else 1)
         server.close()
         with prefork.importing():
             raw = socket.create_connection(("127.0.0.1", port))
-            pooled = http.client.HTTPConnection("127.0.0.1", port)
+            pooled = urllib3.connection.HTTPConnection("127.0.0.1", port)
             pooled.connect()
+            plain = http.client.HTTPConnection("127.0.0.1", port)
+            plain.connect()
         inherited = prefork.prepare("app.handler", "once")
         child = forked(lambda: raw.recv(10).decode(), inherited)
         _, status = os.waitpid(server_pid, 0)
         emit({"shut": inherited.shut_down, "lines": lines, "child": child,
               "peer_saw_no_bytes": os.waitstatus_to_exitcode(status) == 0})
     ''')
-    assert len(result["shut"]) == 2, result
+    assert len(result["shut"]) == 3, result
     reported = [line for line in result["lines"] if "TCP connection to 127.0.0.1:" in line]
-    assert len(reported) == 1 and "shut down before the fork" in reported[0], result["lines"]
+    assert len(reported) == 2, result["lines"]
+    assert all("shut down before the fork" in line for line in reported)
     assert result["child"] == [{"ok": ""}]  # EOF, not a hang, not another worker's bytes
     assert result["peer_saw_no_bytes"]
 
