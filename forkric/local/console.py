@@ -125,16 +125,24 @@ class Console:
         self.shown.clear()
         self.init_error_shown = None
 
+    def tick(self) -> float:
+        """The timer's turn: the counts of a window that has run its length (a shorter one
+        would be called "the last 5 s" too); returns the seconds until the next turn."""
+        left = self.window_s - (self.clock() - self.last_summary)
+        if left > 0:
+            return left
+        if self.held or self.init_error_repeats:
+            self.summarise()
+        return self.window_s
+
     def start(self) -> None:
         """Summarise on a timer too, so that counts show when the errors stop."""
         loop = asyncio.get_running_loop()
 
-        def tick() -> None:
-            if self.held or self.init_error_repeats:
-                self.summarise()
-            self._timer = loop.call_later(self.window_s, tick)
+        def turn() -> None:
+            self._timer = loop.call_later(self.tick(), turn)
 
-        self._timer = loop.call_later(self.window_s, tick)
+        self._timer = loop.call_later(self.window_s, turn)
 
     def stop(self) -> None:
         if self._timer is not None:

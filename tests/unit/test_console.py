@@ -117,3 +117,22 @@ def test_a_window_starts_with_the_first_record_held_back() -> None:
     clock.now = 105.0
     out.line(TEXT_RECORD)
     assert written[1].startswith("forkric local: 3 more KeyError in the last 5 s")
+
+
+def test_the_timer_summarises_only_a_window_that_has_run_its_length() -> None:
+    # Found by trying: under a failing load the timer cut windows short, so the console said
+    # "1 more KeyError in the last 5 s" a moment after "1222 more KeyError in the last 5 s".
+    out, written, clock = console()
+    out.line(TEXT_RECORD)
+    for step in range(1, 51):  # 10 records a second for 5 s: the last one ends the window
+        clock.now = step / 10
+        out.line(TEXT_RECORD)
+    assert written[-1].startswith("forkric local: 50 more KeyError in the last 5 s")
+    clock.now = 5.1
+    out.line(TEXT_RECORD)  # held: its window began at 5.0
+    assert abs(out.tick() - 4.9) < 1e-9  # not yet: 4.9 s to go
+    assert len(written) == 2
+    clock.now = 10.0
+    assert out.tick() == 5.0  # the window is over: its count, then a whole window to wait
+    assert written[-1].startswith("forkric local: 1 more KeyError in the last 5 s")
+    assert len(written) == 3
