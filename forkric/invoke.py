@@ -58,14 +58,17 @@ def wait_ready(host: str, port: int, timeout_s: float, say: TextIO | None = None
     while True:
         try:
             found = status(host, port)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            last = f"{exc.strerror or exc} (is forkric local running there?)"
+        except ValueError as exc:
             last = str(exc) or type(exc).__name__
         else:
             runtime = found.get("runtime") if found is not None else None
             if found is None or found.get("ready") or (
                     isinstance(runtime, dict) and runtime.get("init_failed")):
                 return
-            last = "its workers are still starting (importing the handler)"
+            last = ("its workers are still starting (importing the handler; a slow import "
+                    "needs a longer --wait-ready)")
         if time.monotonic() >= deadline:
             raise NotReady(f"{host}:{port} was not ready after {timeout_s:g} s: {last}")
         if not told and say is not None:

@@ -61,8 +61,7 @@ def main(args: argparse.Namespace, cfg: Config, passed: list[str]) -> int:
         try:
             wait_ready(cfg.host, cfg.port, cfg.wait_ready_s, sys.stderr)
         except NotReady as exc:
-            print(f"forkric load: {exc} (start it with `forkric local HANDLER`, or "
-                  f"--wait-ready 0 not to wait)", file=sys.stderr)
+            print(f"forkric load: {exc}", file=sys.stderr)
             return 1
     sys.stdout.flush()
     sys.stderr.flush()

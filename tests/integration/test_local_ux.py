@@ -58,6 +58,16 @@ def test_ready_only_once_every_worker_polls(tmp_path: Path) -> None:
         wait_for(lambda: "waiting up to 60 s" in (waiting.stderr.readline() if waiting.stderr
                                                    else ""), 30, "the client says it waits")
         assert waiting.poll() is None  # still waiting: the import has not finished
+        # Found by trying: forkric load told a user whose service was importing to start it.
+        short = forkric("load", "--port", str(service.port), "--headless", "--wait-ready", "0.5")
+        assert short.returncode == 1, short.stderr
+        assert short.stderr.splitlines()[-1] == (
+            f"forkric load: 127.0.0.1:{service.port} was not ready after 0.5 s: its workers are "
+            "still starting (importing the handler; a slow import needs a longer --wait-ready)")
+        assert forkric("load", "--port", "1", "--headless", "--wait-ready", "0.2"
+                       ).stderr.splitlines()[-1] == (
+            "forkric load: 127.0.0.1:1 was not ready after 0.2 s: Connection refused (is forkric "
+            "local running there?)")
         assert "ready:" not in service.log()
         release.touch()
         out, _ = waiting.communicate(timeout=60)
