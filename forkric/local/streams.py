@@ -65,6 +65,7 @@ class Stream:
         self._chunks.clear()
         self._queued = 0
         self._writable.set()
+        self._readable.set()  # a reader waiting for the next chunk ends now
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body's chunks as they come, until the stream ends."""

@@ -3,6 +3,7 @@ records what the client sends), and the event-stream encoder against botocore's 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -17,6 +18,7 @@ from forkric import StreamingResponse, errors, invocation, response_stream, stre
 from forkric.local import eventstream
 from forkric.local.asgi import Request
 from forkric.local.function_url import event
+from forkric.local.streams import Stream
 from forkric.logs import Logs
 from forkric.runtime_api import Invocation, RuntimeAPI
 
@@ -302,3 +304,24 @@ def test_an_early_answer_ends_the_stream_and_closes_the_generator(
     # may drop the answer from the receive queue, depending on timing).
     assert ("the streamed response to rid-3 is over the limit" in caplog.text
             or "the streamed response to rid-3 was cut" in caplog.text)
+
+
+def test_a_reader_waiting_for_a_chunk_is_let_go_when_its_caller_leaves() -> None:
+    """abandon() dropped the queue but did not wake the reader: the task of a caller that had
+    left waited for the worker's next chunk or the stream's end (up to the timeout)."""
+    async def scenario() -> list[bytes]:
+        stream = Stream("application/octet-stream")
+        read: list[bytes] = []
+
+        async def reader() -> None:
+            async for chunk in stream.chunks():
+                read.append(chunk)
+
+        task = asyncio.ensure_future(reader())
+        await stream.put(b"one")
+        await asyncio.sleep(0.01)  # read, and waiting for the next
+        stream.abandon()
+        await asyncio.wait_for(task, 2)
+        return read
+
+    assert asyncio.run(scenario()) == [b"one"]
