@@ -110,7 +110,8 @@ def _non_standard(token: str) -> Any:
 
 def json_problem(payload: bytes) -> str | None:
     """Why Lambda would refuse this Invoke API payload as JSON, or None when it is valid (or
-    empty, which Lambda accepts). NaN and Infinity are refused, as Lambda's parser refuses them."""
+    empty, which Lambda accepts and invokes with {}). NaN and Infinity are refused, as Lambda's
+    parser refuses them."""
     if not payload:
         return None
     try:

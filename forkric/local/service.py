@@ -293,7 +293,9 @@ class Service:
         if problem is not None:  # Lambda parses the event before it invokes anything
             return _answer(answers.invalid_json(problem))
         invocation = Invocation(
-            function_name=name, payload=payload,
+            # Lambda hands a function invoked without a payload the event {} (passed on empty,
+            # awslambdaric would fail it as Runtime.UnmarshalError).
+            function_name=name, payload=payload or b"{}",
             client_context=client_context or None,
             trace_id=request.header(b"x-amzn-trace-id"),
             tenant_id=request.header(b"x-amz-tenant-id"),

@@ -59,6 +59,15 @@ def test_invalid_json_is_refused_without_invoking(task_dir: Path, payload: bytes
     assert service.status()["invocations"]["accepted"] == before  # nothing reached the queue
 
 
+def test_an_empty_payload_is_invoked_with_an_empty_object(echo_service: Local) -> None:
+    """Lambda invokes a function called without a payload with the event {}; before, the
+    empty body went on and awslambdaric's unmarshal failed it (Runtime.UnmarshalError)."""
+    reply = echo_service.invoke(raw=b"")
+    assert reply.status == 200, reply
+    assert "x-amz-function-error" not in reply.headers, reply
+    assert json.loads(reply.body) == {"type": "dict", "repr": "{}"}
+
+
 @pytest.mark.parametrize("payload", [b"", b"null", b"1e400", b'"\\ud800"', b'{"dup":1,"dup":2}',
                                      b" [1, 2] \n"])
 def test_valid_json_edge_cases_are_invoked(payload: bytes, request: pytest.FixtureRequest
