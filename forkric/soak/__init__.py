@@ -101,7 +101,14 @@ def soak(args: argparse.Namespace, config: Config) -> int:
     local = service.start(argv, env, out / "forkric.log", config.host, port)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # stopped as by Ctrl-C: clean up
     try:
+        waited = time.monotonic()
+        # A slow import is otherwise a silent terminal: say what is awaited, then when it came.
+        limit_s = f"up to {config.wait_ready_s:g} s" if config.wait_ready_s else "no limit"
+        print(f"forkric soak: waiting for {config.handler}'s import and {workers} worker(s) "
+              f"(forkric local on {local.url}, {limit_s}: --wait-ready)", file=sys.stderr)
         service.wait_ready(local, workers, config.wait_ready_s or float("inf"), config.handler)
+        print(f"forkric soak: ready after {time.monotonic() - waited:.1f} s; "
+              f"{config.duration_s:g} s of load, {config.users} users", file=sys.stderr)
         plan = load.LoadPlan(host=local.url, users=config.users, duration_s=config.duration_s,
                              event=config.event, result_path=out / "locust.json",
                              log_path=out / "locust.log",

@@ -225,8 +225,13 @@ def test_an_import_longer_than_the_wait_is_named(tmp_path: Path) -> None:
                                     duration=5), cwd=task, env=base_env(), capture_output=True,
                           text=True, timeout=90)
     assert done.returncode == 1
-    assert done.stderr.startswith(
+    waiting, _, stderr = done.stderr.partition("\n")
+    # Said at once, not after the wait: a 20 s import left the terminal silent for 20 s.
+    assert waiting.startswith("forkric soak: waiting for slow.handler's import and 2 worker(s) "
+                              "(forkric local on http://127.0.0.1:"), done.stderr
+    assert waiting.endswith(", up to 3 s: --wait-ready)")
+    assert stderr.startswith(
         "forkric soak: the handler's import (slow.handler) had not finished after 3 s: the "
         "workers are forked once it is done (give it longer with --wait-ready or "
-        "FORKRIC_WAIT_READY_S)"), done.stderr
+        "FORKRIC_WAIT_READY_S)"), stderr
     assert time.monotonic() - started < 30  # the service it started is stopped, not waited on
