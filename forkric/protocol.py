@@ -23,6 +23,10 @@ import signal
 
 from forkric import errors
 
+# What the supervisor logs when a SIGHUP's import fails (forkric local waits for the workers'
+# replacement until it is done, or until it reads this).
+RELOAD_FAILED = "forkric: SIGHUP: the handler failed to import again"
+
 
 class SlotState(enum.IntEnum):
     """A worker's state as its scoreboard slot holds it (one byte)."""

@@ -38,6 +38,7 @@ from forkric.config import LOCAL_ENV, Config
 from forkric.handler import Handler
 from forkric.logs import Logs
 from forkric.protocol import (
+    RELOAD_FAILED,
     RETIRE_SIGNAL,
     STACK_SIGNAL,
     STOP_SIGNAL,
@@ -346,8 +347,8 @@ class Supervisor:
         except Exception as exc:
             error, _ = errors.from_exception(exc)
             trace = "".join(error["stackTrace"])
-            log.error("forkric: SIGHUP: the handler failed to import again, the old one serves: "
-                      "%s: %s%s", error["errorType"], error["errorMessage"],
+            log.error("%s, the old one serves: %s: %s%s", RELOAD_FAILED, error["errorType"],
+                      error["errorMessage"],
                       f"\nTraceback (most recent call last):\n{trace}".rstrip() if trace else "")
             return
         # The old code's objects were frozen with the rest: thawed, collected, frozen again.

@@ -22,13 +22,15 @@ import psutil
 
 from forkric.config import LOCAL_ENV, SETTINGS, Config
 from forkric.local import metadata, peers
-from forkric.protocol import LMI_SOCKET_ENV, SlotState, returncode_end
+from forkric.protocol import LMI_SOCKET_ENV, RELOAD_FAILED, SlotState, returncode_end
 from forkric.scoreboard import Scoreboard
 from forkric.snapstart import INITIALIZATION_TYPE_ENV, SNAP_START
 
 MAX_BACKOFF_S = 5.0
 LINE_LIMIT = 1024 * 1024
 STEADY_S = 10.0  # a runtime that lived this long starts the backoff from scratch
+READY_POLL_S = 0.1
+RELOAD_WATCH_S = 600.0  # a reload not done by then is not announced
 _PR_SET_PDEATHSIG = 1
 
 
@@ -129,6 +131,8 @@ class Runtime:
         self.runtime_api = ""
         self._board: Scoreboard | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None  # waits to say the reload is done
+        self.reload_failed = False  # the supervisor said the new code failed to import
 
     def start(self, runtime_api: str) -> None:
         """Start supervising the runtime, which polls the Runtime API at `host:port`."""
@@ -229,8 +233,35 @@ class Runtime:
         else:
             self.on_line(f"forkric local: {why}: importing the handler again, then replacing "
                          f"the workers one at a time")
+            if self._reloading is not None:
+                self._reloading.cancel()  # superseded: this reload replaces them all again
+            self._reloading = asyncio.get_running_loop().create_task(
+                self._until_reloaded(process, self._worker_pids(), time.monotonic()))
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGHUP)
+
+    def _worker_pids(self) -> set[int]:
+        board = self.board()
+        return {slot.pid for slot in board.slots() if slot.pid} if board is not None else set()
+
+    async def _until_reloaded(self, process: asyncio.subprocess.Process, old: set[int],
+                              since: float) -> None:
+        """Say in one line when no worker of the old code is left (before that, a call may
+        still run it); nothing if the import failed (the supervisor said so), the runtime
+        ended, or it takes longer than RELOAD_WATCH_S."""
+        self.reload_failed = False
+        while time.monotonic() - since < RELOAD_WATCH_S and not self.reload_failed:
+            await asyncio.sleep(READY_POLL_S)
+            board = self.board()
+            if self.process is not process or process.returncode is not None or board is None:
+                return
+            pids = self._worker_pids()
+            polling = sum(1 for slot in board.slots()
+                          if slot.pid and slot.state in (SlotState.IDLE, SlotState.BUSY))
+            if pids and not pids & old and polling >= board.counters()["workers"]:
+                self.on_line(f"forkric local: reloaded: {polling} worker(s) on the new code, "
+                             f"{time.monotonic() - since:.2f} s after the change")
+                return
 
     async def _run_once(self) -> int:
         self.starts += 1
@@ -257,7 +288,9 @@ class Runtime:
                 raw = await output.read(LINE_LIMIT)
             if not raw:
                 return
-            self.on_line(raw.decode("utf-8", "replace").rstrip("\n").replace("\r", "\n"))
+            line = raw.decode("utf-8", "replace").rstrip("\n").replace("\r", "\n")
+            self.reload_failed = self.reload_failed or RELOAD_FAILED in line
+            self.on_line(line)
 
     def _new_status_file(self) -> None:
         # A fresh file per runtime: the supervisor truncates its file, and reading a mapping of a

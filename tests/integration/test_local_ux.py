@@ -190,6 +190,9 @@ def worker_pids(service: Local) -> set[int]:
     return {slot["pid"] for slot in slots if slot["state"] in ("idle", "busy")}
 
 
+RELOADED = "forkric local: reloaded: 2 worker(s) on the new code, "
+
+
 def test_reload_after_a_real_edit(tmp_path: Path) -> None:
     app = write(tmp_path / "task" / "app.py", version(1))
     with local("app.handler", tmp_path / "task", "--reload", workers=2,
@@ -198,17 +201,18 @@ def test_reload_after_a_real_edit(tmp_path: Path) -> None:
         assert service.invoke({}).json() == 1
         old = worker_pids(service)
         app.write_text(version(2))  # the same size, within the same second: no stale bytecode
-        wait_for(lambda: service.invoke({}).json() == 2, 30, "the edit served")
-        # The workers are replaced one at a time; an idle old one leaves at once, so that once
-        # both are new, no call runs the old code.
-        wait_for(lambda: len(pids := worker_pids(service)) == 2 and not pids & old, 30,
-                 "both workers replaced")
+        # The workers are replaced one at a time; an idle old one leaves at once. One line says
+        # when none is left (found by trying: until then a call may still get the old code, and
+        # the user was not told when that was over); from then on, no call runs the old code.
+        wait_for(lambda: RELOADED in service.log(), 30, "the reload said it is done")
+        assert len(pids := worker_pids(service)) == 2 and not pids & old
         assert [service.invoke({}).json() for _ in range(6)] == [2] * 6
         app.write_text("def handler(event, context):\n    return 3 +\n")
         wait_for(lambda: "the old one serves" in service.log(), 30, "the failed reload")
         assert service.invoke({}).json() == 2
         app.write_text(version(4))
-        wait_for(lambda: service.invoke({}).json() == 4, 30, "the fix served")
+        wait_for(lambda: service.log().count(RELOADED) == 2, 30, "the fix's reload done")
+        assert [service.invoke({}).json() for _ in range(4)] == [4] * 4
         assert service.status()["runtime"]["pid"] == supervisor  # no restart: a re-import
         log = service.log()
     assert "--reload: watching the Python files under " in log
@@ -233,7 +237,8 @@ def test_sighup_to_forkric_local_reloads(tmp_path: Path) -> None:
         supervisor = service.status()["runtime"]["pid"]
         app.write_text(version(7))
         service.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: service.invoke({}).json() == 7, 30, "the new code served")
+        wait_for(lambda: RELOADED in service.log(), 30, "the reload said it is done")
+        assert [service.invoke({}).json() for _ in range(4)] == [7] * 4
         assert service.process.poll() is None
         assert service.status()["runtime"]["pid"] == supervisor
         assert "forkric local: SIGHUP: importing the handler again" in service.log()
