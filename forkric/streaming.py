@@ -59,6 +59,11 @@ DEFAULT_TYPE = "application/octet-stream"
 PRELUDE_SEPARATOR = b"\0" * 8
 # Lambda's limit on a streamed response ("200 MB", Lambda quotas), taken as MiB.
 STREAM_LIMIT = 200 * 1024 * 1024
+# Go's net/http (the RIE's Runtime API) reads trailers only within its 4 KiB read buffer, else
+# "suspiciously long trailer after chunked body" and the RIE ends the runtime: the error body's
+# base64 and the type are kept well under it.
+TRAILER_BODY_LIMIT = 3000
+TYPE_LIMIT = 256
 
 _for_all = False
 F = TypeVar("F")
@@ -203,10 +208,29 @@ class Chunks:
 def error_trailers(error: Mapping[str, Any]) -> dict[str, str]:
     """The trailers that report an error after the body started: its type, and its JSON body
     in base64 (Lambda's Runtime API: "Lambda-Runtime-Function-Error-Body - Base64-encoded
-    information about the error")."""
-    body = json.dumps(error, separators=(",", ":")).encode("utf-8")
-    return {ERROR_TYPE_HEADER: str(error.get("errorType") or "Unhandled"),
-            ERROR_BODY_HEADER: base64.b64encode(body).decode("ascii")}
+    information about the error"), cut to fit TRAILER_BODY_LIMIT (the whole error is logged)."""
+    error_type = str(error.get("errorType") or "Unhandled")[:TYPE_LIMIT]
+    return {ERROR_TYPE_HEADER: error_type,
+            ERROR_BODY_HEADER: base64.b64encode(_fitted(error)).decode("ascii")}
+
+
+def _fitted(error: Mapping[str, Any]) -> bytes:
+    """The error's JSON within TRAILER_BODY_LIMIT once in base64: the stack trace dropped
+    first, then the message (and type) halved until it fits."""
+    fitted = dict(error)
+    body = json.dumps(fitted, separators=(",", ":")).encode("utf-8")
+    limit = TRAILER_BODY_LIMIT // 4 * 3  # base64: 4 bytes for each 3
+    if len(body) > limit:
+        fitted["stackTrace"] = []
+        fitted["errorType"] = str(fitted.get("errorType") or "Unhandled")[:TYPE_LIMIT]
+        body = json.dumps(fitted, separators=(",", ":")).encode("utf-8")
+    while len(body) > limit:
+        message = str(fitted.get("errorMessage", ""))
+        fitted["errorMessage"] = message[:len(message) // 2]
+        body = json.dumps(fitted, separators=(",", ":")).encode("utf-8")
+        if not message:
+            break
+    return body
 
 
 def too_large_error(request_id: str) -> dict[str, Any]:

@@ -39,3 +39,13 @@ def test_the_rie_takes_error_trailers(rie: Emulator) -> None:
     assert reply.body == b"chunk 0\nchunk 1\n"
     after = rie.invoke({"count": 1})  # the runtime serves on
     assert after.body == b"chunk 0\n"
+
+
+def test_the_rie_takes_a_long_error_in_the_trailers(rie: Emulator) -> None:
+    """Go's net/http (the RIE's, and the Runtime API's) reads trailers only within its 4 KiB
+    read buffer ("suspiciously long trailer after chunked body"): a long error must still fit."""
+    reply = rie.invoke({"count": 3, "fail_at": 2, "message": "m" * 20000})
+    assert reply.status == 200
+    assert reply.body == b"chunk 0\nchunk 1\n"
+    after = rie.invoke({"count": 1})  # the runtime serves on
+    assert after.body == b"chunk 0\n"

@@ -325,3 +325,22 @@ def test_a_reader_waiting_for_a_chunk_is_let_go_when_its_caller_leaves() -> None
         return read
 
     assert asyncio.run(scenario()) == [b"one"]
+
+
+@pytest.mark.parametrize(("message", "frames"), [("m" * 20000, 3), ("short", 500),
+                                                 ("\u00e9" * 5000, 0)])
+def test_a_long_error_fits_the_trailers(message: str, frames: int) -> None:
+    """Go's net/http reads trailers within a 4 KiB buffer: a 20 KB message ended the RIE's
+    runtime (502, "Runtime exited with error: exit status 1"). The whole error is logged; the
+    trailer keeps its type, and the message (or the stack) is cut to fit."""
+    error = errors.body(message, "ValueError", [f"  File x.py, line {i}" for i in range(frames)],
+                        "rid-1")
+    trailers = streaming.error_trailers(error)
+    section = "".join(f"{name}: {value}\r\n" for name, value in trailers.items()) + "\r\n"
+    assert len(section.encode()) < 4096
+    sent = json.loads(base64.b64decode(trailers[streaming.ERROR_BODY_HEADER]))
+    assert sent["errorType"] == "ValueError" and sent["requestId"] == "rid-1"
+    assert message.startswith(sent["errorMessage"]) and sent["errorMessage"]
+    small = errors.body("short", "ValueError", ["  File x.py, line 1"], "rid-1")
+    assert json.loads(base64.b64decode(
+        streaming.error_trailers(small)[streaming.ERROR_BODY_HEADER])) == small

@@ -13,13 +13,14 @@ from forkric import StreamingResponse, response_stream
 def chunks(event):
     """`count` chunks; `fail_at` raises before that chunk ("end": after the last); `kill_at`
     kills this worker before that chunk; `wait_for` waits for a file before the second chunk;
-    `gap` seconds between chunks; `done` is a file written once the generator ran to its end."""
+    `gap` seconds between chunks; `done` is a file written once the generator ran to its end;
+    `message`: the error's message instead of the usual one."""
     count = int(event.get("count", 3))
     gap = float(event.get("gap", 0))
     fail_at = event.get("fail_at")
     for index in range(count):
         if fail_at == index:
-            raise ValueError(f"failed before chunk {index}")
+            raise ValueError(event.get("message") or f"failed before chunk {index}")
         if event.get("kill_at") == index:
             os.kill(os.getpid(), signal.SIGKILL)
         if index == 1 and event.get("wait_for"):
