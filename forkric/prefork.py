@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import fcntl
 import gc
 import io
 import itertools
@@ -72,7 +73,7 @@ _open_before: dict[int, str] = {}
 class Finding:
     """One thing the import left that forkric cannot make safe by itself: a start-up report line."""
 
-    kind: str  # "thread", "socket", "module"
+    kind: str  # "thread", "socket", "file", "module"
     what: str  # "thread 'poller' (target app.poll)", "TCP connection to 127.0.0.1:5432 (fd 5)"
     done: str  # what forkric did about it
     advice: str  # what the user can do
@@ -156,6 +157,7 @@ def prepare(handler_name: str, import_mode: str = AUTO, post_fork_setting: str =
     kept_alive_fds = _scan_objects(found)
     _classify_threads(found)
     _shut_down_connections(found, kept_alive_fds)
+    _find_shared_files(found)
     _find_openmp(found)
     found.mode = _decide_mode(import_mode, found)
     startup_report.log_report(found, import_mode)
@@ -333,6 +335,27 @@ def _shut_down_connections(found: Inheritance, kept_alive: set[int]) -> None:
                 "workers; a client that does not reconnect by itself fails instead",
                 "open it in a @post_fork hook (replace it, never close it), or set "
                 "FORKRIC_IMPORT_MODE=per-worker"))
+
+
+def _find_shared_files(found: Inheritance) -> None:
+    """Named regular files the import opened for writing, not for appending: one open file, one
+    offset for every worker, where each process would have opened its own (a NamedTemporaryFile
+    used as scratch space; a sqlite3 database, whose locks a fork does not carry). A log opened
+    for appending and a file opened for reading are left shared."""
+    for fd, target in sorted(open_fds().items()):
+        if (fd <= 2 or not target.startswith("/") or target.endswith(" (deleted)")
+                or _open_before.get(fd) == target):
+            continue
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            continue
+        if regular and flags & os.O_ACCMODE != os.O_RDONLY and not flags & os.O_APPEND:
+            found.findings.append(Finding(
+                "file", f"file {target} (fd {fd}) opened for writing",
+                "every worker reads and writes it at one shared offset",
+                "open it in a @post_fork hook, or set FORKRIC_IMPORT_MODE=per-worker"))
 
 
 def _fd_target(fd: int) -> str:

@@ -169,6 +169,34 @@ def test_an_anonymous_temp_file_is_each_workers_own() -> None:
         assert child["ok"].startswith("init:") and child["ok"][5:].isdigit(), result
 
 
+def test_a_named_file_the_import_opened_for_writing_is_named_and_auto_imports_per_worker(
+        tmp_path: Path) -> None:
+    """Workers share its one offset (a NamedTemporaryFile used as scratch space read back
+    another worker's bytes on 63 of 120 invocations under forkric local; a sqlite3 connection
+    is the same fd kind, and SQLite's locks are not inherited by a fork). A file opened for
+    appending (a log) or for reading is not named."""
+    result = run(f'''
+        import logging, sqlite3, tempfile
+        lines = []
+        logging.getLogger("forkric").addHandler(type("H", (logging.Handler,), {{
+            "emit": lambda self, r: lines.append(r.getMessage())}})())
+        with prefork.importing():
+            scratch = tempfile.NamedTemporaryFile(dir={str(tmp_path)!r})
+            db = sqlite3.connect({str(tmp_path / "app.db")!r})
+            db.execute("create table t (x int)")
+            log_file = open({str(tmp_path / "log")!r}, "a")
+            model = open(__file__ if "__file__" in globals() else "/etc/hostname")
+        auto = prefork.prepare("app.handler")
+        emit({{"mode": auto.mode, "lines": lines}})
+    ''')
+    assert result["mode"] == "per-worker"
+    named = [line for line in result["lines"] if line.startswith("forkric: fork safety: file ")]
+    assert len(named) == 2, result["lines"]
+    assert any("app.db" in line for line in named)
+    assert not any("/log " in line or "hostname" in line for line in named)
+    assert all("shared offset" in line and "@post_fork" in line for line in named)
+
+
 def test_openmp_is_held_to_one_thread_during_the_import_only_where_the_user_set_nothing(
         ) -> None:
     result = run('''
