@@ -17,6 +17,7 @@ each worker.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import ctypes
@@ -112,6 +113,19 @@ def warm_up(runtime_api: str = "") -> None:
             socket.getaddrinfo(*target, type=socket.SOCK_STREAM)
 
 
+# The atexit hooks the last import registered: each worker's, as in a process that imported the
+# handler itself; the supervisor drops them before it exits (`drop_import_exit_hooks`).
+import_exit_hooks: list[Callable[..., Any]] = []
+
+
+def drop_import_exit_hooks() -> None:
+    """In the supervisor as it ends: the import's atexit hooks ran in every worker; under
+    awslambdaric no extra process runs them."""
+    for func in import_exit_hooks:
+        atexit.unregister(func)
+    import_exit_hooks.clear()
+
+
 @contextlib.contextmanager
 def importing(runtime_api: str = "", cap_openmp: bool = True) -> Iterator[None]:
     """Around the handler's import: warmed, OpenMP held to one thread unless the user set
@@ -134,12 +148,27 @@ def importing(runtime_api: str = "", cap_openmp: bool = True) -> Iterator[None]:
             _entropy_seeded.add(self)
 
     random.Random.__init__ = noting_init  # type: ignore[method-assign]
+    original_register = atexit.register
+    noted: list[Callable[..., Any]] = []
+
+    def noting_register(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        noted.append(func)
+        return original_register(func, *args, **kwargs)
+
+    atexit.register = noting_register  # type: ignore[assignment]
     try:
         yield
     finally:
         random.Random.__init__ = original_init  # type: ignore[method-assign]
+        atexit.register = original_register
         if capped and OMP_ENV not in os.environ:
             os.unsetenv(OMP_ENV)
+    # Imported (a failed import leaves everything as it was): after a re-import (SIGHUP, or a
+    # per-worker import) the previous import's hooks are no longer this process's.
+    for func in import_exit_hooks:
+        if func not in noted:
+            atexit.unregister(func)
+    import_exit_hooks[:] = noted
 
 
 # After the import.

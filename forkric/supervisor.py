@@ -191,6 +191,7 @@ class Supervisor:
                 if self._fault():
                     break
         self._end_stragglers()
+        prefork.drop_import_exit_hooks()
         log.info("forkric: supervisor %d stopped", self.pid)
         return self.exit_code
 

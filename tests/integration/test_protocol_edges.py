@@ -129,6 +129,7 @@ def test_the_handlers_signal_handlers_stay_and_sigterm_runs_as_workers_stop(
     with local("edges.handler", APPS, workers=2, timeout=10, log_path=tmp_path / "local.log",
                env={"EDGES_MARKERS": str(markers)}) as service:
         pids = worker_pids(service)
+        supervisor = runtime_of(service)["pid"]
         assert len(pids) == 2
         one = min(pids)
         os.kill(one, signal.SIGUSR1)  # was: forkric's stack dump replaced the handler's own
@@ -138,6 +139,7 @@ def test_the_handlers_signal_handlers_stay_and_sigterm_runs_as_workers_stop(
     # Stopped: each worker ran the handler's SIGTERM handler, then its atexit hooks.
     assert pids <= marked(markers, "sigterm"), service.log()[-3000:]
     assert pids <= marked(markers, "atexit")
+    assert supervisor not in marked(markers, "atexit")  # was: the supervisor ran them too
     assert "[runtime] SIGTERM received" in service.log()
 
 
@@ -253,6 +255,7 @@ def test_a_reimport_keeps_the_supervisors_signals_its_own(tmp_path: Path, marker
     assert reply.status == 200 and "x-amz-function-error" not in reply.headers, reply.body
     assert supervisor not in marked(markers, "sigterm"), service.log()[-3000:]
     assert new <= marked(markers, "sigterm")  # each new worker ran it as it stopped
+    assert new <= marked(markers, "atexit") and supervisor not in marked(markers, "atexit")
 
 
 # Row 9: an error over the payload limit is answered at once, without a retry loop.
