@@ -128,14 +128,16 @@ class Setting:
     parse: Callable[[str], Any]
     help: str
     commands: frozenset[str] = RUNTIME
-    default: str = ""  # how the help words the default; "" for a setting that has none
+    # How the help words the default ("" for none); by command where the commands differ.
+    default: str | Mapping[str, str] = ""
     repeatable: frozenset[str] = frozenset()  # commands where the flag may be given again
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("workers", "--workers", ("FORKRIC_WORKERS", "AWS_LAMBDA_MAX_CONCURRENCY"),
             _positive_int, "worker processes",
-            default="AWS_LAMBDA_MAX_CONCURRENCY, else 1; local and soak: the CPU count"),
+            default={"run": "AWS_LAMBDA_MAX_CONCURRENCY, else 1", "local": "the CPU count",
+                     "soak": "the CPU count"}),
     Setting("max_worker_memory_mb", "--max-worker-memory", ("FORKRIC_MAX_WORKER_MEMORY_MB",),
             _non_negative_float, "recycle a worker whose private memory (USS) passes this many "
             "MB (0: off)", default="0"),
@@ -147,7 +149,8 @@ SETTINGS: tuple[Setting, ...] = (
             "worker", default="0"),
     Setting("timeout_s", "--timeout", ("AWS_LAMBDA_FUNCTION_TIMEOUT",), _positive_float,
             "the function timeout, seconds; a deadline further away than this is not believed",
-            default="run: the deadlines Lambda sends; local and soak: 3, as on Lambda"),
+            default={"run": "the deadlines Lambda sends", "local": "3, as on Lambda",
+                     "soak": "3, as on Lambda"}),
     Setting("stuck_grace_s", "--stuck-grace", ("FORKRIC_STUCK_GRACE_S",),
             _non_negative_float, "kill a worker busy this many seconds past its deadline "
             "(0: at the deadline)", default="1"),
@@ -182,8 +185,9 @@ SETTINGS: tuple[Setting, ...] = (
             "address of the Invoke API: where the service listens, or where clients call",
             SERVICE | CLIENT, default="127.0.0.1, loopback only"),
     Setting("port", "--port", ("FORKRIC_PORT",), _port,
-            "port of the Invoke API (0: any free port)", SERVICE | CLIENT,
-            default="9000; soak: any free port"),
+            "port of the Invoke API", SERVICE | CLIENT,
+            default={"local": "9000; 0: any free port", "soak": "any free port",
+                     "invoke": "9000", "load": "9000"}),
     Setting("max_queue", "--max-queue", ("FORKRIC_MAX_QUEUE",), _non_negative_int,
             "invocations waiting for a worker before 429 TooManyRequestsException (0: none "
             "wait)", SERVICE, default="100"),
@@ -196,7 +200,8 @@ SETTINGS: tuple[Setting, ...] = (
             "function URL (payload format 2.0; a stream is sent as it comes)",
             frozenset({"local"}), default="off"),
     Setting("duration_s", "--duration", ("FORKRIC_SOAK_DURATION",), _positive_float,
-            "seconds of load", SOAK | LOAD, default="30; load with the web UI: until stopped"),
+            "seconds of load", SOAK | LOAD,
+            default={"soak": "30", "load": "30; with the web UI: until stopped"}),
     Setting("users", "--users", ("FORKRIC_SOAK_USERS",), _positive_int,
             "concurrent Locust users", SOAK | LOAD, default="8"),
     Setting("event", "--event", ("FORKRIC_SOAK_EVENT",), str,
@@ -220,8 +225,9 @@ SETTINGS: tuple[Setting, ...] = (
             frozenset({"invoke"}), default="RequestResponse"),
     Setting("wait_ready_s", "--wait-ready", ("FORKRIC_WAIT_READY_S",), _non_negative_float,
             "first wait up to this many seconds for forkric local's workers to be ready "
-            "(GET /status), the handler's import included; 0: do not wait (soak: no limit)",
-            CLIENT | SOAK, default="invoke: 0; load and soak: 120"),
+            "(GET /status), the handler's import included",
+            CLIENT | SOAK, default={"invoke": "0: do not wait", "load": "120; 0: do not wait",
+                                    "soak": "120; 0: no limit"}),
     Setting("headless", "--headless", ("FORKRIC_LOAD_HEADLESS",), _flag,
             "run without Locust's web UI, for --duration, then print the statistics", LOAD,
             default="off: the web UI on http://127.0.0.1:8089"),
@@ -274,10 +280,12 @@ METAVARS = {"workers": "N", "max_requests": "N", "max_requests_jitter": "N", "ma
             "event": "JSON|@FILE", "payload": "JSON|@FILE|@-", "out": "DIR", "status_file": "PATH"}
 
 
-def help_text(setting: Setting) -> str:
-    """A flag's help: what it does, its default, and its environment variable(s)."""
+def help_text(setting: Setting, command: str = "run") -> str:
+    """A flag's help in `command`: what it does, its default there, its environment variable(s)."""
     env = ", then ".join(f"${name}" for name in setting.env)
-    default = f"default: {setting.default}; " if setting.default else ""
+    text = setting.default if isinstance(setting.default, str) else \
+        setting.default.get(command, "")
+    default = f"default: {text}; " if text else ""
     return f"{setting.help} ({default}env {env})".replace("%", "%%")
 
 
@@ -288,14 +296,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "run") -> None
             continue
         if setting.parse is _flag:
             parser.add_argument(setting.flag, dest=setting.name, action="store_const",
-                                const="1", default=None, help=help_text(setting))
+                                const="1", default=None, help=help_text(setting, command))
             continue
         choices = getattr(setting.parse, "choices", None)
         metavar = "{" + ",".join(choices) + "}" if choices else METAVARS.get(
             setting.name, setting.name.split("_")[-1].upper())
         parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=metavar,
                             action="append" if command in setting.repeatable else "store",
-                            help=help_text(setting))
+                            help=help_text(setting, command))
 
 
 def _value(setting: Setting, given: str | list[str] | None, environ: Mapping[str, str]) -> Any:

@@ -165,7 +165,27 @@ def test_zero_meaning_off_is_said() -> None:
     for name in ("max_worker_memory_mb", "max_requests", "wait_ready_s", "max_queue",
                  "stuck_grace_s", "shutdown_grace_s"):
         setting = next(s for s in config.SETTINGS if s.name == name)
-        assert "(0: " in setting.help or "; 0: " in setting.help, name
+        for command in setting.commands - {"soak"}:  # soak's port and wait have other defaults
+            text = config.help_text(setting, command)
+            assert "(0: " in text or "; 0: " in text or "default: 0: " in text, (name, command)
+
+
+def test_each_commands_help_gives_its_own_default_only() -> None:
+    # Found by trying: `forkric invoke --help` offered "0: any free port" and soak's defaults.
+    def help_of(command: str, name: str) -> str:
+        parser = argparse.ArgumentParser()
+        config.add_arguments(parser, command)
+        return next(a.help or "" for a in parser._actions if a.dest == name)
+
+    assert "(default: 9000; env $FORKRIC_PORT)" in help_of("invoke", "port")
+    assert "default: 9000; 0: any free port;" in help_of("local", "port")
+    assert "(default: 0: do not wait; env" in help_of("invoke", "wait_ready_s")
+    assert "(default: 3, as on Lambda; env" in help_of("local", "timeout_s")
+    assert "(default: the CPU count; env" in help_of("local", "workers")
+    for command in ("run", "local", "invoke", "load"):
+        parser = argparse.ArgumentParser()
+        config.add_arguments(parser, command)
+        assert "soak" not in " ".join(a.help or "" for a in parser._actions[1:]), command
 
 
 def test_load_takes_several_events() -> None:
