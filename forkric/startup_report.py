@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from forkric import hooks
+
 if TYPE_CHECKING:
     from forkric.prefork import Inheritance
 
@@ -34,7 +36,13 @@ def lines(found: Inheritance, import_mode: str) -> list[str]:
                         "down: they reconnect")
     if repaired and found.mode != "per-worker":
         out.append("forkric: fork safety: repaired in each worker: " + "; ".join(repaired))
-    if found.mode == "per-worker" and import_mode == "auto":
+    if found.mode == "per-worker" and import_mode == "auto" and hooks.registered():
+        # forkric cannot tell what a hook replaces: the user who wrote one is told how to keep
+        # the shared import instead of losing it silently.
+        out.append("forkric: fork safety: import mode auto: each worker imports the handler "
+                   "itself although @post_fork hooks are registered; if they replace what is "
+                   "named above, FORKRIC_IMPORT_MODE=once keeps the shared import")
+    elif found.mode == "per-worker" and import_mode == "auto":
         out.append("forkric: fork safety: import mode auto: each worker imports the handler "
                    "itself (memory of the handler's own objects is not shared; "
                    "FORKRIC_IMPORT_MODE=once keeps the shared import and the risks above)")
