@@ -24,6 +24,7 @@ from forkric.local.invocations import Invocations
 from forkric.local.logcapture import LogCapture
 from forkric.local.runtime import Plan, Runtime
 from forkric.local.service import Service
+from forkric.scoreboard import CAPACITY
 
 STOP_EXTRA_S = 5.0  # on top of the supervisor's shutdown grace
 
@@ -131,8 +132,10 @@ def _announce(opts: Options, port: int, runtime_api: str) -> None:
           f"/2015-03-31/functions/function/invocations", flush=True)
     print(f"forkric local: status on http://{host}:{port}/status; Runtime API on "
           f"{runtime_api}", flush=True)
-    print(f"forkric local: {opts.workers} worker(s) of {opts.handler}, timeout "
-          f"{opts.timeout_s:g} s, up to {opts.max_queue} queued", flush=True)
+    capped = f" (the most the scoreboard holds: {opts.workers} asked for)" \
+        if opts.workers > CAPACITY else ""
+    print(f"forkric local: {min(opts.workers, CAPACITY)} worker(s) of {opts.handler}{capped}, "
+          f"timeout {opts.timeout_s:g} s, up to {opts.max_queue} queued", flush=True)
     if opts.config.reload:
         print(f"forkric local: --reload: watching the Python files under "
               f"{task_root(opts.config)}", flush=True)

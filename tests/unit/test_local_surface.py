@@ -60,3 +60,21 @@ def test_after_restore_time_limit() -> None:
     assert asyncio.run(phase(poll=True)) is False
     assert asyncio.run(phase(poll=False)) is True
     assert any("took over" in line for line in said)
+
+
+def test_the_start_line_says_the_workers_that_will_run(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    # Found by trying: --workers 100000 announced "100000 worker(s)", then 256 became ready.
+    import argparse
+
+    from forkric import config
+    from forkric.local import _announce, options
+    from forkric.scoreboard import CAPACITY
+
+    cfg = config.load("app.handler", {"workers": "100000"}, {}, "local")
+    _announce(options(argparse.Namespace(), cfg), 9000, "127.0.0.1:1")
+    assert (f"forkric local: {CAPACITY} worker(s) of app.handler (the most the scoreboard "
+            f"holds: 100000 asked for), timeout 3 s") in capsys.readouterr().out
+    _announce(options(argparse.Namespace(), config.load("app.handler", {"workers": "3"}, {},
+                                                        "local")), 9000, "127.0.0.1:1")
+    assert "forkric local: 3 worker(s) of app.handler, timeout 3 s" in capsys.readouterr().out
