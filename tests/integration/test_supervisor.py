@@ -108,7 +108,14 @@ def test_ttin_ttou_change_the_worker_count() -> None:
         supervisor = psutil.Process(rt.call({}).json()["ppid"])
 
         def live_children() -> int:
-            return sum(c.status() != psutil.STATUS_ZOMBIE for c in supervisor.children())
+            # A retired worker may be gone between the listing and the look at its state.
+            def live(child: psutil.Process) -> bool:
+                try:
+                    return child.status() != psutil.STATUS_ZOMBIE
+                except psutil.NoSuchProcess:
+                    return False
+
+            return sum(live(child) for child in supervisor.children())
 
         supervisor.send_signal(signal.SIGTTIN)
         wait_for(lambda: live_children() == 3, 10, "3 workers")
