@@ -58,6 +58,18 @@ def _positive_float(text: str) -> float:
     return float(value)
 
 
+SAFETY_LIMIT_MIN_MB = 64.0  # a worker's first invocations alone take a few MB of private memory
+
+
+def _safety_limit(text: str) -> float:
+    value = _number(text, float)
+    if value < SAFETY_LIMIT_MIN_MB:
+        raise ValueError(f"{text!r} is under {SAFETY_LIMIT_MIN_MB:g} (MB: a limit that low "
+                         f"recycles workers on their first invocations; --max-worker-memory "
+                         f"sets any limit)")
+    return float(value)
+
+
 def _port(text: str) -> int:
     value = _number(text, int)
     if not 0 <= value <= 65535:
@@ -210,6 +222,11 @@ SETTINGS: tuple[Setting, ...] = (
             repeatable=LOAD),
     Setting("out", "--out", ("FORKRIC_SOAK_OUT",), str,
             "folder for report.json, memory.csv and memory.png", SOAK, default="soak-out"),
+    Setting("safety_limit_mb", "--safety-limit", ("FORKRIC_SOAK_SAFETY_LIMIT_MB",),
+            _safety_limit, "without --max-worker-memory, recycle workers whose private memory "
+            "(USS) passes this many MB, so that a leak cannot take the machine's memory (less "
+            f"when half the available memory shared among the workers is less; at least "
+            f"{SAFETY_LIMIT_MIN_MB:g})", SOAK, default="1024"),
     Setting("function_name", "--function", ("FORKRIC_FUNCTION",), _function_name,
             "the function name in the Invoke API path (a name, name:qualifier, or an ARN)",
             CLIENT, default="function"),
@@ -264,6 +281,7 @@ class Config:
     users: int = 8
     event: str = "{}"
     out: str = "soak-out"
+    safety_limit_mb: float = 1024.0
     reload: bool = False
     function_name: str = "function"
     payload: str = "{}"
@@ -277,7 +295,8 @@ class Config:
 # What a flag's value is, where its setting's name does not say it (the rest: its last word).
 METAVARS = {"workers": "N", "max_requests": "N", "max_requests_jitter": "N", "max_queue": "N",
             "users": "N", "function_name": "NAME", "post_fork": "MODULE:FUNCTION",
-            "event": "JSON|@FILE", "payload": "JSON|@FILE|@-", "out": "DIR", "status_file": "PATH"}
+            "event": "JSON|@FILE", "payload": "JSON|@FILE|@-", "out": "DIR", "status_file": "PATH",
+            "safety_limit_mb": "MB"}
 
 
 def help_text(setting: Setting, command: str = "run") -> str:

@@ -3,8 +3,9 @@ worker's memory sampled each second, then a verdict, a report, a chart and a sum
 
 Exit status (verdict.py): 0 no leak, 3 leak, 4 inconclusive (the summary says why and what to
 change), 5 invocations failed (and no leak found), 1 the soak could not run.
-Without --max-worker-memory the workers are recycled at a safety limit (SAFETY_LIMIT_MB, less
-when memory is short), so a leak cannot take the machine's memory; its recycles are evidence.
+Without --max-worker-memory the workers are recycled at a safety limit (--safety-limit, 1024 MB
+by default, less when memory is short), so a leak cannot take the machine's memory; its
+recycles are evidence.
 Modules: service (forkric local), load (Locust), sampler, alerts (warnings during the load),
 leak (the estimator), verdict, logscan (the runtime's log), report (CSV, JSON, summary), chart
 (PNG), progress (the live line).
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from forkric.config import Config
+from forkric.config import SAFETY_LIMIT_MIN_MB, Config
 
 if TYPE_CHECKING:  # the soak's modules import numpy and matplotlib: only when it runs
     from forkric.soak.alerts import Alerts
@@ -35,7 +36,6 @@ if TYPE_CHECKING:  # the soak's modules import numpy and matplotlib: only when i
 
 EXIT_FAILED = 1
 SERVICE_STOP_S = 20.0
-SAFETY_LIMIT_MB = 1024.0
 SAFETY_SHARE_OF_FREE_MEMORY = 0.5  # all workers at the safety limit take at most this share
 
 
@@ -80,13 +80,17 @@ def check(args: argparse.Namespace, config: Config) -> str:
 
 
 def memory_limit(config: Config) -> Limit:
-    """The workers' memory limit: the user's, else a safety limit so that a leak cannot grow
-    to gigabytes unnoticed (measured before it: 3.3 GB in 15 s at 400 KB per call)."""
+    """The workers' memory limit, MB: the user's, else a safety limit so that a leak cannot grow
+    to gigabytes unnoticed (measured before it: 3.3 GB in 15 s at 400 KB per call). The safety
+    limit is `config.safety_limit_mb` (--safety-limit), or less: all workers at it may take at
+    most SAFETY_SHARE_OF_FREE_MEMORY of the available memory, though never under
+    config.SAFETY_LIMIT_MIN_MB for that reason."""
     if config.max_worker_memory_mb:
         return Limit(config.max_worker_memory_mb, safety=False)
     free_mb = psutil.virtual_memory().available / 2**20
     share = free_mb * SAFETY_SHARE_OF_FREE_MEMORY / max(config.workers, 1)
-    return Limit(float(max(64, min(SAFETY_LIMIT_MB, int(share)))), safety=True)
+    return Limit(min(config.safety_limit_mb, max(SAFETY_LIMIT_MIN_MB, float(int(share)))),
+                 safety=True)
 
 
 def soak(args: argparse.Namespace, config: Config) -> int:

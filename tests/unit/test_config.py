@@ -48,6 +48,7 @@ ENV_VALUES = {
     "FORKRIC_SOAK_USERS": ("users", "3", 3),
     "FORKRIC_SOAK_EVENT": ("event", '{"a": 1}', '{"a": 1}'),
     "FORKRIC_SOAK_OUT": ("out", "/tmp/out", "/tmp/out"),
+    "FORKRIC_SOAK_SAFETY_LIMIT_MB": ("safety_limit_mb", "512", 512.0),
     "FORKRIC_RELOAD": ("reload", "1", True),
     "FORKRIC_FUNCTION": ("function_name", "other", "other"),
     "FORKRIC_PAYLOAD": ("payload", "@-", "@-"),
@@ -71,7 +72,8 @@ def test_flag_beats_environment(env_name: str) -> None:
                  "max_requests_jitter": "2", "stuck_grace_s": "0.5", "shutdown_grace_s": "4",
                  "trace_leaks": "0", "status_file": "/flag", "timeout_s": "2", "host": "::1",
                  "port": "9200", "max_queue": "9", "duration_s": "3", "users": "5",
-                 "event": "[]", "out": "o", "reload": "0", "function_name": "fn:live",
+                 "event": "[]", "out": "o", "safety_limit_mb": "2048", "reload": "0",
+                 "function_name": "fn:live",
                  "payload": "{}", "log_type": "None", "invocation_type": "DryRun",
                  "wait_ready_s": "0", "headless": "0"}[name]
     env_text = ENV_VALUES[env_name][1]
@@ -109,6 +111,8 @@ def test_max_concurrency_is_the_fallback_for_workers() -> None:
     ({}, {"FORKRIC_MAX_REQUESTS_JITTER": "-2"}, "FORKRIC_MAX_REQUESTS_JITTER"),
     ({"stuck_grace_s": "-0.1"}, {}, "--stuck-grace"),
     ({}, {"FORKRIC_SHUTDOWN_GRACE_S": "soon"}, "FORKRIC_SHUTDOWN_GRACE_S"),
+    ({"safety_limit_mb": "lots"}, {}, "--safety-limit"),
+    ({}, {"FORKRIC_SOAK_SAFETY_LIMIT_MB": "0"}, "FORKRIC_SOAK_SAFETY_LIMIT_MB"),
 ])
 def test_bad_values_are_a_usage_error_in_the_users_terms(
         given: dict[str, Any], environ: dict[str, str], source: str) -> None:
@@ -127,16 +131,20 @@ def test_bad_values_are_a_usage_error_in_the_users_terms(
     ("port", "70000", "'70000' is not a port number (0 to 65535)"),
     ("function_name", "bad name!", "'bad name!' is not a Lambda function name"),
     ("log_type", "tail", "'tail' is not one of None, Tail"),
+    # Meant as 2 GB: every worker would be recycled on its first invocations.
+    ("safety_limit_mb", "2", "'2' is under 64 (MB: a limit that low recycles workers on their "
+                             "first invocations; --max-worker-memory sets any limit)"),
 ])
 def test_messages_say_what_is_wanted(flag: str, text: str, expected: str) -> None:
+    command = {"function_name": "invoke", "log_type": "invoke", "safety_limit_mb": "soak"}
     with pytest.raises(config.UsageError) as info:
-        config.load("h.f", {flag: text}, {}, "invoke" if flag in ("function_name", "log_type")
-                    else "local")
+        config.load("h.f", {flag: text}, {}, command.get(flag, "local"))
     assert expected in str(info.value)
 
 
 FLOAT_SETTINGS = sorted(s.name for s in config.SETTINGS
-                        if s.parse in (config._non_negative_float, config._positive_float))
+                        if s.parse in (config._non_negative_float, config._positive_float,
+                                       config._safety_limit))
 
 
 @pytest.mark.parametrize("name", FLOAT_SETTINGS)

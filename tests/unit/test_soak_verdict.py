@@ -106,6 +106,15 @@ def test_without_a_limit_the_soak_sets_a_safety_limit() -> None:
     assert found.safety and 64 <= found.mb <= 1024
 
 
+def test_the_safety_limit_is_the_users_to_set() -> None:
+    # It was a constant 1024 MB: a handler whose working set is larger had no way out.
+    assert memory_limit(Config(workers=1, safety_limit_mb=100.0)) == Limit(100.0, safety=True)
+    assert memory_limit(Config(workers=1, safety_limit_mb=100.0,
+                               max_worker_memory_mb=300.0)) == Limit(300.0, safety=False)
+    # Never more than a share of the available memory, whatever is asked.
+    assert memory_limit(Config(workers=1, safety_limit_mb=1e12)).mb < 1e12
+
+
 def snapshot(failed: int = 0) -> Snapshot:
     return Snapshot(1.0, (), {}, 1, 10, failed)
 
