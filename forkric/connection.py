@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ import httptools
 
 # Bodies up to this size are sent in the same buffer as the head: one syscall per request.
 _JOIN_LIMIT = 64 * 1024
+# struct linger {l_onoff = 1, l_linger = 0}: close() resets the connection (RST, no FIN).
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 @dataclass
@@ -51,7 +54,9 @@ class Interrupt:
 
 
 class Interrupted(Exception):
-    """The request was abandoned before any byte of its answer arrived; the socket is closed."""
+    """The request was abandoned before any byte of its answer arrived; the connection is reset
+    (RST), so the Runtime API can tell an answer written to it was never read (a FIN would
+    look like a worker that read its invocation and then died)."""
 
 
 class _StatusReader:
@@ -166,6 +171,9 @@ class Connection:
                 # atomically), so the two are kept a syscall apart.
                 if any(fd == key[0] for fd, _ in self._poller.poll(0)):
                     return
+                # Reset, not closed: an invocation the Runtime API wrote in that syscall's gap
+                # (or after) is then known unread, and forkric local hands it to another worker.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
                 self.close()
                 raise Interrupted("left before the answer began")
 

@@ -103,7 +103,8 @@ async def serve(opts: Options, workdir: str) -> int:
     # A worker's connection idles while its handler runs: kept for longer than any invocation,
     # since only the connection an invocation was handed out on may answer it.
     runtime_server = server.serve(service.runtime_api, runtime_sock, for_runtime,
-                                  keep_alive_s=opts.timeout_s + server.KEEP_ALIVE_S)
+                                  keep_alive_s=opts.timeout_s + server.KEEP_ALIVE_S,
+                                  on_reset=service.unread)
     invoke_server = server.serve(service.invoke_api, invoke_sock, budget - for_runtime)
     runtime_api = f"127.0.0.1:{runtime_server.port}"
     _announce(opts, invoke_server.port, runtime_api)

@@ -46,6 +46,7 @@ class Invocation:
     log: str = ""  # the invocation's log lines, filled in when it finishes
     peer: object = None  # the connection it was handed out on (asgi.Peer)
     stream: Stream | None = None  # its response, while the worker streams it
+    handouts: int = 0  # times given back after a worker's connection reset unread
 
     @property
     def arn(self) -> str:

@@ -25,7 +25,7 @@ import math
 import re
 import resource
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -108,9 +108,11 @@ class _Protocol(HttpToolsProtocol):
     connections (503): without them one 100 MB header cost 10.7 s of CPU, and idle or
     half-sent connections were held until the fd limit refused everyone."""
 
-    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Limits,
+                 on_reset: Callable[[object], None] = lambda handed: None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.on_reset = on_reset
         self.in_head = True  # the bytes that arrive belong to a request's head
         self.head_bytes = 0
         # A request's first byte came and its head's end did not: only then is a head timed.
@@ -150,6 +152,7 @@ class _Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = self.head_begun = False
+        self.peer.handed = None  # a new request: the answer before it was read whole
         if self.head_timer is not None:
             self._cancel_head_timer()
         cast(dict[str, Any], self.scope)[PEER] = self.peer  # before the app sees the scope
@@ -208,6 +211,13 @@ class _Protocol(HttpToolsProtocol):
         self.stop_lingering()
         self._cancel_head_timer()
         super().connection_lost(exc)
+        # Reset (or gone before our write): the last answer was not read. A worker resets a
+        # long poll it leaves, and a process that reads its answer whole and then dies ends
+        # with a FIN (connection_lost(None)), so only an unread invocation comes here.
+        if self.peer.handed is not None and isinstance(exc, (ConnectionResetError,
+                                                             BrokenPipeError)):
+            handed, self.peer.handed = self.peer.handed, None
+            self.on_reset(handed)
 
     def eof_received(self) -> None:
         # The caller half-closed: the event loop closes the transport when this returns, and
@@ -270,11 +280,13 @@ def connection_budget() -> int:
 
 
 def serve(app: App, sock: socket.socket, max_connections: int,
-          keep_alive_s: float = KEEP_ALIVE_S) -> Listening:
+          keep_alive_s: float = KEEP_ALIVE_S,
+          on_reset: Callable[[object], None] = lambda handed: None) -> Listening:
     """Serve `app` on `sock` from now on (callers queue in the backlog until uvicorn accepts);
     an idle connection is closed after `keep_alive_s`; past `max_connections` open, a new one is
-    answered 503 and closed."""
-    protocol = functools.partial(_Protocol, limits=Limits(max_connections))
+    answered 503 and closed. `on_reset(handed)` is called when a connection whose last answer
+    carried `handed` (the app set `Peer.handed`) is reset before its next request."""
+    protocol = functools.partial(_Protocol, limits=Limits(max_connections), on_reset=on_reset)
     config = uvicorn.Config(
         app, http=cast(type[asyncio.Protocol], protocol), ws="none", lifespan="off",
         interface="asgi3",

@@ -17,7 +17,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from forkric.config import FUNCTION_NAME
@@ -56,6 +56,9 @@ STREAM_INVOKE_SUFFIX = "/response-streaming-invocations"
 RESPONSE_MODE_HEADER = b"lambda-runtime-function-response-mode"
 STATUS_PATH = "/status"
 TAIL_BYTES = 4096
+# An invocation handed out this many times to a connection that was reset unread is not given
+# back again: it would otherwise go round for ever among workers that die as they read it.
+MAX_HANDOUTS = 3
 CLIENT_CONTEXT_LIMIT = 3583  # Lambda's limit on the decoded X-Amz-Client-Context
 CROSS_SITE = ("cross-site", "same-site")  # Sec-Fetch-Site of a request another page made
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
@@ -320,6 +323,7 @@ class Service:
         if invocation is None:
             return None
         invocation.peer = request.peer  # only this connection may answer it
+        request.peer.handed = invocation  # until the worker's next request shows it read it
         headers = [
             (b"Lambda-Runtime-Aws-Request-Id", invocation.request_id.encode()),
             (b"Lambda-Runtime-Deadline-Ms", b"%d" % invocation.deadline_ms),
@@ -355,6 +359,19 @@ class Service:
         elif not waiting.cancelled():
             self.invocations.give_back(waiting.result())
         return None
+
+    def unread(self, handed: object) -> None:
+        """The connection an invocation was handed out on was reset before the worker read it:
+        a worker that left its long poll as the answer was written (a stop, a retire). Its
+        handler never started, so it goes back to the head of the queue, as one handed out
+        after the worker left does; after `MAX_HANDOUTS` resets it stays with its worker's
+        fate (a report of its death, the runtime's end, or the timeout)."""
+        invocation = cast(Invocation, handed)
+        if not self.invocations.is_running(invocation.request_id) or invocation.stream \
+                or invocation.handouts >= MAX_HANDOUTS:
+            return
+        invocation.handouts += 1
+        self.invocations.give_back(invocation)
 
     async def response(self, request: Request, request_id: str) -> Reply | None:
         if request.header(RESPONSE_MODE_HEADER) == "streaming":

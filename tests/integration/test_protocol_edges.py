@@ -333,6 +333,26 @@ def test_a_stop_after_the_answer_began_serves_that_invocation(tmp_path: Path) ->
     assert posted.json()["pid"] == worker.pid
 
 
+def test_an_invocation_written_to_a_poll_its_worker_left_goes_to_another(tmp_path: Path) -> None:
+    """Row 6 under forkric local: a worker left its long poll (a stop) as an invocation was
+    written to it, and the service failed that invocation when the runtime ended ("Runtime
+    exited without providing a reason", its handler never started). A left poll is reset
+    unread, and the service hands its invocation to the next worker. Here a handler long-polls
+    from inside the one worker and resets once the answer is ready, never reading it."""
+    with local("edges.handler", APPS, workers=1, timeout=5,
+               log_path=tmp_path / "local.log") as service, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        leaving = pool.submit(service.invoke, {"action": "poll_and_leave"}, timeout=60)
+        # Its invocation running, and one poll waiting: the handler's own.
+        wait_for(lambda: (lambda now: (now["in_flight"], now["pollers"]) == (1, 1))(
+            service.status()), 30, "the handler's own long poll")
+        innocent = pool.submit(service.invoke, {}, timeout=60)
+        left, served = leaving.result(), innocent.result()
+    assert left.status == 200 and left.json() == {"read": True}, left.body
+    # Before: 'Task timed out after 5.00 seconds' (it waited on the reset connection).
+    assert served.status == 200 and "x-amz-function-error" not in served.headers, served.body
+
+
 def test_a_report_the_runtime_api_never_answers_does_not_freeze_the_supervisor(
         tmp_path: Path) -> None:
     """Row 8: the POST reporting a dead worker's invocation had no timeout."""

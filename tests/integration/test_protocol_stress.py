@@ -37,9 +37,8 @@ CRASHES: list[tuple[dict[str, Any], str]] = [
 
 
 # forkric local handed an invocation to a worker's long poll as the worker left it (no byte had
-# reached the worker: its handler never started), then failed it when the runtime ended. The
-# service's side of a long poll that cannot be cancelled atomically: counted apart, not lost by
-# the worker (see /work/notes/issue-11.md).
+# reached the worker: its handler never started), then failed it when the runtime ended. Counted
+# under its own name so that a failure says which edge broke; any is a failure.
 NEVER_STARTED = "innocent never reached a worker, failed by the service at the runtime's end"
 
 
@@ -116,9 +115,11 @@ def test_crash_storm_every_crash_is_an_exit_error_and_every_other_call_succeeds(
 def test_sigterm_to_the_supervisor_under_load_fails_no_innocent_invocation(
         tmp_path: Path) -> None:
     """Row 6: 12 SIGTERMs under load failed 19 of 75,748 innocent calls with 'exit status 0'
-    (the stop raised out of the read of an answer that had arrived). forkric local starts the
+    (the stop raised out of the read of an answer that had arrived); then 2 to 6 of ~20,000
+    per 13 stops failed "without providing a reason", their handler never started (forkric
+    local wrote them to long polls their workers were leaving). forkric local starts the
     runtime again after each stop; what waits in its queue is served by the next one."""
-    stops = 6
+    stops = max(6, int(STORM_S / 1.5))
     started = tmp_path / "started"
     started.mkdir()
     with local("edges.handler", APPS, workers=4, timeout=10, log_path=tmp_path / "local.log",
@@ -126,10 +127,13 @@ def test_sigterm_to_the_supervisor_under_load_fails_no_innocent_invocation(
         done = threading.Event()
 
         def operator() -> None:
+            # A stop every 1.5 s, wherever the runtime is then (serving, or still forking its
+            # workers): a stop landing on idle workers' long polls as invocations arrive is
+            # the edge (waiting for every worker to poll first hit it far less often).
             for number in range(stops):
                 wait_for(lambda n=number: service.status()["runtime"]["starts"] == n + 1
-                         and service.status()["pollers"] >= 4, 30, "the runtime serving")
-                time.sleep(0.3)  # under load for a while: a stop lands mid-traffic
+                         and service.status()["runtime"]["pid"], 30, "the runtime started")
+                time.sleep(1.5)
                 os.kill(service.status()["runtime"]["pid"], signal.SIGTERM)
             done.set()
 
@@ -141,6 +145,6 @@ def test_sigterm_to_the_supervisor_under_load_fails_no_innocent_invocation(
         starts = service.status()["runtime"]["starts"]
     print(dict(counts), "runtime starts:", starts)
     assert done.is_set() and starts >= stops
-    # Every invocation a worker received was served: none lost by a stop.
-    assert set(counts) <= {"ok", NEVER_STARTED}, counts
+    # Every invocation was served: none lost by a stop, none failed for a poll its worker left.
+    assert set(counts) == {"ok"}, counts
     assert counts["ok"] >= 200

@@ -36,6 +36,22 @@ signal.signal(signal.SIGUSR1, _usr1)
 atexit.register(lambda: (_mark("atexit"), print(f"atexit ran in {os.getpid()}", flush=True)))
 
 
+def _poll_and_leave(seconds):
+    """Long-poll the Runtime API as a worker does, and leave (reset, as a stopping worker does)
+    once an answer is ready to read, without reading it: the race of a worker that leaves its
+    poll as an invocation is written to it, made certain. True if an answer came."""
+    import select
+    import socket
+    import struct
+
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        readable, _, _ = select.select([sock], [], [], seconds)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return bool(readable)
+
+
 def handler(event, context):
     if STARTED:
         open(os.path.join(STARTED, context.aws_request_id), "w").close()
@@ -66,6 +82,8 @@ def handler(event, context):
         _held.append(b"x" * (event["kb"] * 1024))
     elif action == "interrupt":
         raise KeyboardInterrupt
+    elif action == "poll_and_leave":
+        return {"read": _poll_and_leave(event.get("seconds", 20))}
     elif action == "big_error":
         raise ValueError("x" * event["bytes"])
     return {"pid": os.getpid(), "ppid": os.getppid(), "imported_in": IMPORTED_IN}
