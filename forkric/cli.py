@@ -34,7 +34,9 @@ COMMANDS = {
     "local": ("an embedded Lambda service on loopback, running HANDLER", True),
     "soak": ("forkric local under a bounded Locust load, with memory sampling and a leak "
              "verdict; exit 0 no leak, 3 leak, 4 inconclusive, 5 invocations failed, 1 the "
-             "soak could not run", True),
+             "soak could not run; stopped by Ctrl-C or SIGTERM: the partial report, marked as "
+             "interrupted, and 130 or 143 (128 + the signal) unless a leak (3) or failures (5) "
+             "were already found", True),
     "invoke": ("one call to an Invoke API (forkric local, the RIE), printed; exit 1 for an "
                "error", False),
     "load": ("Locust with forkric's users against a running Invoke API; arguments after -- go "

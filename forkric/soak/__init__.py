@@ -2,7 +2,9 @@
 worker's memory sampled each second, then a verdict, a report, a chart and a summary.
 
 Exit status (verdict.py): 0 no leak, 3 leak, 4 inconclusive (the summary says why and what to
-change), 5 invocations failed (and no leak found), 1 the soak could not run.
+change), 5 invocations failed (and no leak found), 1 the soak could not run; stopped part-way by
+Ctrl-C or SIGTERM it stops the load at once, writes the partial report marked as interrupted,
+and exits 130 or 143 (128 + the signal) unless a leak (3) or failures (5) were already found.
 Without --max-worker-memory the workers are recycled at a safety limit (--safety-limit, 1024 MB
 by default, less when memory is short), so a leak cannot take the machine's memory; its
 recycles are evidence.
@@ -50,7 +52,7 @@ class LoadRun:
     snapshots: list[Snapshot]
     result: LoadResult
     elapsed_s: float  # the load's wall time, as the soak saw it
-    interrupted: bool
+    signal: int  # the signal that stopped it early (SIGINT, SIGTERM), 0 for none
 
 
 def main(args: argparse.Namespace, config: Config) -> int:
@@ -103,7 +105,8 @@ def soak(args: argparse.Namespace, config: Config) -> int:
     port = service.take_port(config.host, config.port)
     argv, env = service.local_command(args, config, port, limit.mb)
     local = service.start(argv, env, out / "forkric.log", config.host, port)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # stopped as by Ctrl-C: clean up
+    stop = Interrupt()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in Interrupt.SIGNALS}
     try:
         waited = time.monotonic()
         # A slow import is otherwise a silent terminal: say what is awaited, then when it came.
@@ -118,21 +121,49 @@ def soak(args: argparse.Namespace, config: Config) -> int:
                              log_path=out / "locust.log",
                              invoke_timeout_s=config.timeout_s + 30.0)
         warn = alerts.Alerts(limit.mb, limit.safety, out / "forkric.log")
-        run = run_load(local, plan, warn)
+        run = run_load(local, plan, warn, stop)
     except KeyboardInterrupt:
-        print("forkric soak: interrupted before the load began", file=sys.stderr)
-        return EXIT_FAILED
+        print(f"forkric soak: interrupted by {signal.Signals(stop.signum).name} before the "
+              f"load began", file=sys.stderr)
+        return verdict_exit(stop.signum)
     finally:
         local.stop(config.shutdown_grace_s + SERVICE_STOP_S)
-        signal.signal(signal.SIGTERM, previous)
-    return finish(config, limit, out, run)
+    try:
+        return finish(config, limit, out, run)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def verdict_exit(signum: int) -> int:
+    from forkric.soak import verdict
+
+    return verdict.EXIT_SIGNAL_BASE + signum
 
 
-def run_load(local: Service, plan: LoadPlan, warn: Alerts) -> LoadRun:
+class Interrupt:
+    """Ctrl-C (SIGINT) and SIGTERM. Before the load's end (`armed`), the first stops whatever
+    the soak waits on, as KeyboardInterrupt, and is remembered; the others are only noted, so
+    that the load and the service are stopped and the report written (each stop is bounded by
+    its grace)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum = 0  # the first signal while armed
+        self.armed = True
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.armed and not self.signum:
+            self.signum = signum
+            print(f"\nforkric soak: {name}: stopping the load; the partial report follows",
+                  file=sys.stderr)
+            raise KeyboardInterrupt
+        print(f"forkric soak: {name}: the load is stopped, writing the report", file=sys.stderr)
+
+
+def run_load(local: Service, plan: LoadPlan, warn: Alerts, stop: Interrupt) -> LoadRun:
     """The load and the sampler together, the progress line and the warnings fed by the
     sampler. Ctrl-C (or SIGTERM) stops the load early: what was measured is still reported."""
     from forkric.soak import load, progress, report, sampler
@@ -149,23 +180,22 @@ def run_load(local: Service, plan: LoadPlan, warn: Alerts) -> LoadRun:
     watcher.on_snapshot = on_snapshot
     watcher.start()
     process = load.start(plan)
-    interrupted = False
     try:
         try:
             code: int | None = process.wait(plan.deadline_s)
         except subprocess.TimeoutExpired:  # stop it, keep what it wrote
             code = load.stop(process)
         except KeyboardInterrupt:
-            interrupted = True
             code = load.stop(process)
     finally:
+        stop.armed = False
         if process.poll() is None:
             load.stop(process)
         elapsed = time.monotonic() - started
         watcher.stop()
         line.done()
     return LoadRun(watcher.snapshots, load.read_result(plan.result_path, code), elapsed,
-                   interrupted)
+                   stop.signum)
 
 
 def finish(config: Config, limit: Limit, out: Path, run: LoadRun) -> int:
@@ -181,7 +211,8 @@ def finish(config: Config, limit: Limit, out: Path, run: LoadRun) -> int:
                         duration_s=config.duration_s, elapsed_s=elapsed, workers=config.workers,
                         invocations=result.invocations, failures=result.failures,
                         failures_by_error=result.failures_by_error, memory_recycles=recycles,
-                        interrupted=run.interrupted or elapsed < config.duration_s - 1.0)
+                        interrupted=bool(run.signal) or elapsed < config.duration_s - 1.0,
+                        signal=run.signal)
     decided = verdict.decide(estimate, facts)
     settings = {"handler": config.handler, "duration_s": config.duration_s,
                 "elapsed_s": round(elapsed, 1), "users": config.users,

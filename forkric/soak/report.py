@@ -88,6 +88,7 @@ def build(settings: dict[str, Any], load: LoadResult, snapshots: list[Snapshot],
     report: dict[str, Any] = {
         **settings,
         "verdict": verdict.outcome,
+        "interrupted": bool(verdict.interrupted),  # stopped before its duration: a partial report
         "exit_status": verdict.status,
         "invocations": load.invocations,
         "failures": load.failures,

@@ -6,11 +6,15 @@ in force, how long the load really ran, what failed, how the workers were recycl
 measure" is never "no leak": a CI gate reading the exit status must not pass what was not seen.
 
 Exit statuses: 0 no leak, 3 leak, 4 inconclusive, 5 invocations failed (and no leak found);
-1 is left to a soak that could not run at all, 2 to a bad command line.
+1 is left to a soak that could not run at all, 2 to a bad command line. A run stopped before
+its --duration is never a pass: a leak already proven keeps 3 and failures 5; otherwise it is
+inconclusive, with the shell's 128 + the signal's number when a signal stopped it (130 for
+Ctrl-C, 143 for SIGTERM: a CI job cancelled is told from a run too short to tell), else 4.
 """
 
 from __future__ import annotations
 
+import signal
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +26,7 @@ EXIT_NO_LEAK = 0
 EXIT_LEAK = 3
 EXIT_INCONCLUSIVE = 4
 EXIT_INVOCATIONS_FAILED = 5
+EXIT_SIGNAL_BASE = 128  # the shell's convention: 128 + the signal's number
 # A worker recycled within this many invocations was recycled by its first calls alone.
 QUICK_RECYCLE_INVOCATIONS = 2
 WARM_UP_S = 5.0  # Locust's start and each lifetime's first sample, left out of the estimate
@@ -40,7 +45,8 @@ class Run:
     failures: int
     failures_by_error: dict[str, int]
     memory_recycles: Sequence[Recycle] = ()
-    interrupted: bool = False
+    interrupted: bool = False  # the load stopped before the duration asked
+    signal: int = 0  # the signal that stopped it (SIGINT, SIGTERM), 0 for none
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Verdict:
     seconds_to_limit: float | None = None
     limit: str = ""  # the limit in force, in words
     warnings: list[str] = field(default_factory=list)
+    interrupted: str = ""  # what stopped the run early, in words ("" when it ran its duration)
 
     def as_dict(self) -> dict[str, object]:
         found = asdict(self)
@@ -75,6 +82,8 @@ class Verdict:
                 if self.seconds_to_limit is not None:
                     text += f" ({self.seconds_to_limit:.1f} s at this load)"
             return text
+        if self.interrupted:  # and no leak proven
+            return f"INTERRUPTED: {self.why}"
         if self.outcome == leak.NO_LEAK:
             return f"NO LEAK: {self.why}"
         return f"INCONCLUSIVE: {self.why}" + (f". To decide: {self.advice}" if self.advice
@@ -97,9 +106,24 @@ def decide(estimate: leak.LeakEstimate, run: Run) -> Verdict:
     elif estimate.verdict == leak.INCONCLUSIVE:
         verdict.status = EXIT_INCONCLUSIVE
         verdict.advice = advice(estimate, run)
+    if run.interrupted:
+        verdict.interrupted = (f"by {signal.Signals(run.signal).name}" if run.signal
+                               else "(the load stopped early)")
+        if verdict.status != EXIT_LEAK:
+            stopped(verdict, estimate, run)
     if run.failures and verdict.status != EXIT_LEAK:
         verdict.status = EXIT_INVOCATIONS_FAILED
     return verdict
+
+
+def stopped(verdict: Verdict, estimate: leak.LeakEstimate, run: Run) -> None:
+    """An early stop with no leak proven: inconclusive whatever the partial measurement says
+    (a CI gate must not pass a soak cancelled part-way), the status telling a signal."""
+    verdict.outcome = leak.INCONCLUSIVE
+    verdict.status = EXIT_SIGNAL_BASE + run.signal if run.signal else EXIT_INCONCLUSIVE
+    verdict.why = (f"stopped {verdict.interrupted} after {run.elapsed_s:.1f} s of the "
+                   f"{run.duration_s:g} s asked, so no verdict; what ran: {estimate.reason}")
+    verdict.advice = f"run the whole --duration {run.duration_s:g}"
 
 
 def per_worker_rate(run: Run) -> float:
@@ -162,7 +186,9 @@ def warnings(run: Run) -> list[str]:
     """What the person should know about the run itself, whatever the verdict."""
     found = []
     if run.interrupted:
-        found.append(f"stopped early: {run.elapsed_s:.1f} s of the {run.duration_s:g} s asked")
+        how = f" by {signal.Signals(run.signal).name}" if run.signal else ""
+        found.append(f"stopped early{how}: {run.elapsed_s:.1f} s of the {run.duration_s:g} s "
+                     f"asked")
     if run.failures:
         kinds = ", ".join(f"{name}: {count}" for name, count in
                           sorted(run.failures_by_error.items(), key=lambda kv: -kv[1]))

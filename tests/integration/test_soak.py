@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,55 @@ def test_ctrl_c_reports_what_ran_and_how_long(tmp_path: Path) -> None:
     assert 0 < report["elapsed_s"] <= before_sigint_s, stdout  # Locust's own clock
     assert report["invocations"] > 0
     assert f"{report['elapsed_s']:g} s of load (60 s asked)" in stdout
-    assert "stopped early" in stdout
+    assert "stopped early by SIGINT" in stdout
+    # Never a pass: the shell's 130 for Ctrl-C, the partial report marked as such.
+    assert process.returncode == 130, stdout
+    assert report["interrupted"] is True and report["verdict"] == "inconclusive"
+    assert report["exit_status"] == 130
+    assert f"INTERRUPTED: stopped by SIGINT after {report['elapsed_s']:.1f} s of the 60 s " \
+           f"asked, so no verdict; what ran: " in stdout
+
+
+def served_by_each_worker(port: int) -> int:
+    """The fewest invocations any worker of forkric local on `port` has served (0: none yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as answer:
+            slots = json.load(answer)["workers"]["slots"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    counts = [int(slot.get("invocations", 0)) for slot in slots if slot.get("pid")]
+    return min(counts) if counts else 0
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_after_enough_for_a_verdict_is_not_a_pass(tmp_path: Path) -> None:
+    # A CI job cancelled part-way (SIGTERM) once each worker had served enough for "no leak"
+    # exited 0: the gate passed a soak that never ran its duration.
+    port = free_port()
+    process = subprocess.Popen(soak_argv(tmp_path, "loadtest.handlers.clean.handler", "--port",
+                                         str(port), duration=150), cwd=REPO, env=base_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        # Lifetimes of 3,000 invocations resolve a leak well under 4 KB per invocation.
+        while served_by_each_worker(port) < 3_000:
+            assert process.poll() is None, "the soak ended before the workers served enough"
+            time.sleep(0.5)  # polling the condition above, not standing in for it
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert process.returncode == 143, stdout
+    assert report["verdict"] == "inconclusive" and report["interrupted"] is True
+    assert "what ran: no leak of" in report["decision"]["why"], report["decision"]
+    assert "INTERRUPTED: stopped by SIGTERM after " in stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ every call, the safety limit; the start-up wait's words; the port."""
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,28 @@ def test_the_safety_limit_is_said() -> None:
 def test_an_interrupted_run_says_how_long_it_ran() -> None:
     decided = verdict.decide(estimate(leak.NO_LEAK), facts(elapsed_s=9.2, interrupted=True))
     assert decided.warnings == ["stopped early: 9.2 s of the 30 s asked"]
+
+
+def test_an_interrupted_run_is_never_a_pass() -> None:
+    # Stopped by Ctrl-C or a CI job's SIGTERM after enough to say "no leak", the soak exited 0.
+    run = facts(elapsed_s=9.2, interrupted=True, signal=signal.SIGINT)
+    decided = verdict.decide(estimate(leak.NO_LEAK), run)
+    assert (decided.outcome, decided.status) == (leak.INCONCLUSIVE, 130)
+    assert decided.headline(estimate(leak.NO_LEAK)) == (
+        "INTERRUPTED: stopped by SIGINT after 9.2 s of the 30 s asked, so no verdict; what ran: "
+        "why")
+    assert decided.warnings == ["stopped early by SIGINT: 9.2 s of the 30 s asked"]
+    sigterm = facts(elapsed_s=9.2, interrupted=True, signal=signal.SIGTERM)
+    assert verdict.decide(estimate(leak.INCONCLUSIVE), sigterm).status == 143
+    # Stopped early without a signal (the load's process died): inconclusive.
+    assert verdict.decide(estimate(leak.NO_LEAK), facts(elapsed_s=9.2, interrupted=True)).status \
+        == verdict.EXIT_INCONCLUSIVE
+    # What was already proven stands: a leak, failures.
+    leaked = verdict.decide(estimate(leak.LEAK, 64), run)
+    assert (leaked.status, leaked.interrupted) == (verdict.EXIT_LEAK, "by SIGINT")
+    assert leaked.headline(estimate(leak.LEAK, 64)).startswith("LEAK: 64.0 KB")
+    failed = facts(elapsed_s=9.2, interrupted=True, signal=signal.SIGINT, failures=3)
+    assert verdict.decide(estimate(leak.NO_LEAK), failed).status == verdict.EXIT_INVOCATIONS_FAILED
 
 
 def test_without_a_limit_the_soak_sets_a_safety_limit() -> None:
