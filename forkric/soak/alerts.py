@@ -11,8 +11,6 @@ from pathlib import Path
 from forkric.soak import logscan, verdict
 from forkric.soak.sampler import Snapshot
 
-MIN_RECYCLES = 3  # a verdict on the limit from fewer recycles could be a fluke
-
 
 @dataclass
 class Alerts:
@@ -28,12 +26,9 @@ class Alerts:
         """The warnings this snapshot (and the log so far) give for the first time."""
         self._read_log()
         found = []
-        quick = sum(1 for r in self.recycles
-                    if r.invocations <= verdict.QUICK_RECYCLE_INVOCATIONS)
-        if len(self.recycles) >= MIN_RECYCLES and quick * 2 >= len(self.recycles):
-            known = [r.first_uss_kb for r in self.recycles if r.first_invocations]
-            found.append(self._once("limit", verdict.too_low(
-                self.limit_mb, min(known) if known else 0.0)))
+        if len(self.recycles) >= verdict.MIN_RECYCLES:
+            found.append(self._once("limit", verdict.limit_warning(
+                self.limit_mb, self.safety_limit, snap.served, self.recycles)))
         if snap.failed:
             found.append(self._once("failures", f"invocations are failing ({snap.failed} so "
                                                 f"far): the soak will fail; the report names "
@@ -45,7 +40,7 @@ class Alerts:
         return [text for text in found if text]
 
     def _once(self, key: str, text: str) -> str:
-        if key in self.said:
+        if not text or key in self.said:
             return ""
         self.said.add(key)
         return text

@@ -168,6 +168,21 @@ def test_a_limit_below_one_invocation_is_warned_about_and_inconclusive(tmp_path:
     assert "did you mean 2048?" in output
 
 
+def test_a_limit_below_the_working_set_is_warned_about_and_inconclusive(tmp_path: Path) -> None:
+    # A bounded cache of 16 x 4 MB under a 24 MB limit: recycled every ~6 invocations, it was
+    # reported as a leak of 4,137 KB per invocation (exit 3), the recycles unremarked.
+    code, report, output = soak(tmp_path, "loadtest.handlers.cached.handler",
+                                "--max-worker-memory", "24", env={"CACHE_KB": "4096"},
+                                duration=5)
+    every = report["invocations"] / report["recycles"]
+    assert report["recycles"] >= 3 and every < 20, report
+    assert code == 4 and report["verdict"] == "inconclusive", output
+    assert "forkric soak: warning: workers were recycled for memory every " in output
+    assert "the --max-worker-memory 24 MB limit is below the handler's working set" in output
+    assert "INCONCLUSIVE: workers were recycled for memory every " in output
+    assert "To decide: raise --max-worker-memory above the handler's working set" in output
+
+
 def test_failed_invocations_fail_the_soak_by_their_error_type(tmp_path: Path) -> None:
     code, report, output = soak(tmp_path, "loadtest.handlers.crashy.handler", "--event",
                                 '{"crash_rate": 1.0, "crash_how": "raise"}', "--host",

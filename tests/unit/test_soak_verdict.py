@@ -74,6 +74,48 @@ def test_a_limit_that_recycles_every_call_is_inconclusive_and_says_so() -> None:
         "unit is MB: did you mean 2048?"]
 
 
+def every_few(count: int, every: int, limit_mb: float = 24.0) -> list[Recycle]:
+    """Recycles of workers that held 8.5 MB after their first invocation and passed the limit
+    after `every` (a bounded cache of 4 MB entries)."""
+    return [Recycle(100 + i, i % 2, every, (limit_mb + 1) * 1024, 1, 8.5 * 1024)
+            for i in range(count)]
+
+
+def test_recycles_every_few_invocations_make_any_verdict_inconclusive() -> None:
+    # A bounded cache of 16 x 4 MB under a 24 MB limit: recycled every 6 invocations, it was
+    # reported as a leak of 4,137 KB per invocation, exit 3, without a word on the limit.
+    run = facts(limit_mb=24.0, invocations=1_282, memory_recycles=every_few(213, 6))
+    for outcome in (leak.LEAK, leak.NO_LEAK, leak.INCONCLUSIVE):
+        decided = verdict.decide(estimate(outcome, 4_137 if outcome == leak.LEAK else 0), run)
+        assert (decided.outcome, decided.status) == (leak.INCONCLUSIVE, 4), outcome
+    assert decided.why == ("workers were recycled for memory every 6.0 invocations, within the "
+                           "first 20 of a lifetime that are warm-up: their growth is the "
+                           "working set, not a leak")
+    assert decided.advice == ("raise --max-worker-memory above the handler's working set (at "
+                              "24 MB workers held 25.0 MB when recycled)")
+    assert decided.warnings == [
+        "workers were recycled for memory every 6.0 invocations (213 recycles in 1282 "
+        "invocations): the --max-worker-memory 24 MB limit is below the handler's working set "
+        "(a worker held 8.5 MB after its first invocation, 25.0 MB when recycled), so leak "
+        "measurement is meaningless and the verdict inconclusive; raise --max-worker-memory"]
+    # At the safety limit, its own flag is the way out.
+    safety = facts(limit_mb=64.0, safety_limit=True, invocations=1_000,
+                   memory_recycles=every_few(100, 10, limit_mb=64.0))
+    decided = verdict.decide(estimate(leak.LEAK, 5_000), safety)
+    assert decided.status == 4 and decided.warnings[0].endswith("raise --safety-limit")
+    assert "the soak's safety limit of 64 MB is below" in decided.warnings[0]
+
+
+def test_a_leak_that_recycles_its_workers_past_their_warm_up_is_still_a_leak() -> None:
+    # 400 KB per call under 80 MB: a recycle every 190 invocations, each lifetime a measurement.
+    run = facts(invocations=2_850, memory_recycles=every_few(15, 190, limit_mb=80.0))
+    decided = verdict.decide(estimate(leak.LEAK, 400), run)
+    assert (decided.status, decided.warnings) == (verdict.EXIT_LEAK, [])
+    # Two recycles say nothing sure yet, however quick.
+    few = facts(invocations=10, memory_recycles=every_few(2, 5))
+    assert verdict.decide(estimate(leak.LEAK, 400), few).status == verdict.EXIT_LEAK
+
+
 def test_short_lifetimes_under_a_limit_ask_for_a_higher_limit() -> None:
     run = facts(memory_recycles=recycles(6, 300))
     advice = verdict.decide(estimate(leak.INCONCLUSIVE, span=300), run).advice
@@ -159,6 +201,22 @@ def test_alerts_say_a_limit_that_recycles_every_call_once(tmp_path: Path) -> Non
     with log.open("a") as file:
         file.write(LINE.format(pid=4)[40:])
     assert watch.check(snapshot()) == [] and len(watch.recycles) == 4
+
+
+FEW = ("[WARNING]\t2026-01-01T00:00:05.000Z\tid\tforkric: recycling worker 0 (pid {pid}): "
+       "private memory 25.0 MB over the 24 MB limit after 6 invocations (8.5 MB after 1)\n")
+
+
+def test_alerts_say_recycles_every_few_invocations_during_the_load(tmp_path: Path) -> None:
+    log = tmp_path / "forkric.log"
+    log.write_text("".join(FEW.format(pid=pid) for pid in range(1, 4)))
+    watch = alerts.Alerts(24.0, False, log)
+    (said,) = watch.check(Snapshot(1.0, (), {}, 1, 18, 0))
+    assert said.startswith("workers were recycled for memory every 6.0 invocations (3 recycles "
+                           "in 18 invocations): the --max-worker-memory 24 MB limit is below")
+    assert watch.check(Snapshot(2.0, (), {}, 1, 24, 0)) == []  # said once
+    # Recycles that leave a lifetime its warm-up and more: nothing to say.
+    assert alerts.Alerts(24.0, False, log).check(Snapshot(1.0, (), {}, 1, 600, 0)) == []
 
 
 def test_alerts_say_failures_at_once(tmp_path: Path) -> None:
