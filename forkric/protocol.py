@@ -23,6 +23,11 @@ import signal
 
 from forkric import errors
 
+# Lambda's buffered payload limits, bytes: 6 MiB in; a response (or an error) may be 100 bytes
+# more (the Runtime API's own figure, as the RIE and Lambda answer it).
+REQUEST_LIMIT = 6 * 1024 * 1024
+RESPONSE_LIMIT = REQUEST_LIMIT + 100
+
 # What the supervisor logs when a SIGHUP's import fails (forkric local waits for the workers'
 # replacement until it is done, or until it reads this).
 RELOAD_FAILED = "forkric: SIGHUP: the handler failed to import again"
@@ -104,6 +109,13 @@ def dead_worker_error(request_id: str, status: int, out_of_memory: bool = False)
     clean = os.WIFEXITED(status) and os.waitstatus_to_exitcode(status) == 0
     return {"errorType": error_type,
             "errorMessage": runtime_exited(request_id, None if clean else process_end(status))}
+
+
+def response_too_large(size: int) -> dict[str, str]:
+    """Lambda's error for a result (or an error) of `size` bytes over `RESPONSE_LIMIT`."""
+    return {"errorType": "Function.ResponseSizeTooLarge",
+            "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed "
+                            f"payload size ({RESPONSE_LIMIT} bytes)."}
 
 
 def runtime_exited(request_id: str, end: str | None) -> str:

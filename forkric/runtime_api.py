@@ -10,6 +10,7 @@ from typing import Any
 
 from forkric.connection import Connection, Interrupt, Response
 from forkric.marshal import to_json
+from forkric.protocol import RESPONSE_LIMIT, response_too_large
 
 API_VERSION = "/2018-06-01"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -135,10 +136,19 @@ class RuntimeAPI:
         `stackTrace`), its X-Ray cause as a header when under 1 MiB; the HTTP status, errors as
         `post_response`."""
         path = f"/runtime/invocation/{request_id}/error"
+        body = to_json(error).encode("utf-8")
+        if len(body) > RESPONSE_LIMIT:
+            # Lambda's error for it, at once: the RIE drops the connection on such a post (the
+            # worker died, and the invoker waited 13 s for 'exit status 1'); a Runtime API that
+            # answers 413 would leave the invoker no error at all.
+            log.error("forkric: the error of %s is %d bytes, over the payload limit; its "
+                      "invoker gets Function.ResponseSizeTooLarge", request_id, len(body))
+            error, xray_cause = response_too_large(len(body)), None
+            body = to_json(error).encode("utf-8")
         headers = _error_headers(error, xray_cause)
         if invocation_id:
             headers[INVOCATION_ID_HEADER] = invocation_id
-        return self._call("POST", path, to_json(error).encode("utf-8"), headers).status
+        return self._call("POST", path, body, headers).status
 
     def post_init_error(self, error: dict[str, Any], error_type: str | None = None) -> int:
         """Report an init error; `error_type` (the header) defaults to the body's errorType. The

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from forkric.local.streams import Stream
 
+from forkric import protocol
+from forkric.protocol import REQUEST_LIMIT as REQUEST_LIMIT  # the service's limits, from here
+from forkric.protocol import RESPONSE_LIMIT as RESPONSE_LIMIT
 from forkric.protocol import returncode_end, runtime_exited
 
-# Lambda's buffered payload limits: 6 MiB in; the response may be 100 bytes more (its own figure).
-REQUEST_LIMIT = 6 * 1024 * 1024
-RESPONSE_LIMIT = REQUEST_LIMIT + 100
 FUNCTION_ERROR = "X-Amz-Function-Error"
 ERROR_TYPE = "x-amzn-ErrorType"
 
@@ -86,10 +86,8 @@ def timed_out(timeout_s: float) -> Result:
 
 
 def response_too_large(size: int) -> Result:
-    return function_error(error_body(
-        "Function.ResponseSizeTooLarge",
-        f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
-        f"({RESPONSE_LIMIT} bytes)."))
+    error = protocol.response_too_large(size)
+    return function_error(error_body(error["errorType"], error["errorMessage"]))
 
 
 def init_error(body: bytes) -> Result:

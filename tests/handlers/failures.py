@@ -56,6 +56,8 @@ def handler(event: Any, context: Any) -> Any:
         return again(0)
     if case == "unprintable":
         raise Unprintable()
+    if case == "over_the_payload_limit":
+        raise ValueError("x" * (7 * 1024 * 1024))
     if case == "non_str_args":
         raise ValueError(1, {"k": "v"})
     raise LookupError(f"unknown case {case!r}")

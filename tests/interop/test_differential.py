@@ -355,6 +355,24 @@ def test_exception_whose_str_fails(failures: Pair) -> None:
     assert_same(failures.invoke({"case": "value_error"}))
 
 
+def test_an_error_over_the_payload_limit(failures: Pair) -> None:
+    """Issue 11 row 9: a 7 MB exception message. The RIE drops the connection on the error's
+    post: awslambdaric's process dies ('exit status 1'); forkric's worker died too, then the
+    RIE refused its next poll (InvalidStateTransition) for 13 s of retries before the runtime
+    exited. forkric now posts Lambda's error for an oversized payload instead, and serves on."""
+    exchange = failures.invoke({"case": "over_the_payload_limit"})
+    peer, ours = exchange.peer, exchange.forkric  # (their logs hold the 7 MB line: not shown)
+    assert peer.status == 502 and json.loads(peer.body)["errorMessage"].endswith(
+        "exit status 1"), (peer.status, peer.body[:300])
+    error = json.loads(ours.body)
+    assert ours.status == 200 and error["errorType"] == "Function.ResponseSizeTooLarge", \
+        (ours.status, ours.body[:300])
+    assert "exceeded maximum allowed payload size (6291556 bytes)" in error["errorMessage"]
+    said = [line[:300] for line in ours.log if "forkric:" in line]
+    assert not any("retrying" in line or "died" in line for line in said), said
+    assert_same(failures.invoke({"case": "value_error"}))
+
+
 @pytest.mark.parametrize("case", sorted(EXITS))
 def test_handler_exits(exits: Pair, case: str) -> None:
     """awslambdaric's process dies and the RIE answers 502 with its own compact JSON; forkric's
