@@ -18,6 +18,35 @@ import watchfiles
 DEBOUNCE_MS = 300  # an editor's save is several events: one reload for them all
 
 
+class TaskRootFilter(watchfiles.PythonFilter):
+    """watchfiles' PythonFilter (Python files only, outside `.venv`, `__pycache__`, `.git`,
+    `node_modules`, `.mypy_cache`, `.pytest_cache`, `.tox`, ...), plus `venv`, `.nox`,
+    `.ruff_cache`, `site-packages` and any virtual environment, whatever its name (a folder
+    holding `pyvenv.cfg`): a `pip install` or a test run there is not an edit of the function.
+    Folder names are matched below `root` only, so a task root that itself lies under, say,
+    /srv/venv/ is still watched."""
+
+    ignore_dirs = (*watchfiles.PythonFilter.ignore_dirs, "venv", ".nox", ".ruff_cache",
+                   "site-packages")
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        super().__init__()
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        below = os.path.relpath(path, self.root)
+        return super().__call__(change, below) and not self.in_virtualenv(path)
+
+    def in_virtualenv(self, path: str) -> bool:
+        """Whether a folder between `root` and `path` holds pyvenv.cfg (PEP 405's marker)."""
+        folder = os.path.dirname(os.path.abspath(path))
+        while folder.startswith(self.root + os.sep):
+            if os.path.isfile(os.path.join(folder, "pyvenv.cfg")):
+                return True
+            folder = os.path.dirname(folder)
+        return False
+
+
 @dataclass
 class Watcher:
     task: asyncio.Task[None]
@@ -40,11 +69,11 @@ def describe(changes: set[tuple[watchfiles.Change, str]], root: str) -> str:
 
 def watch(root: str, on_change: Callable[[str], None]) -> Watcher:
     """Call `on_change(why)` after each batch of changes to Python files under `root` (its
-    virtual environments, caches and VCS folders left out, as watchfiles' PythonFilter does)."""
+    virtual environments, caches and VCS folders left out: see TaskRootFilter)."""
     stop_event = asyncio.Event()
 
     async def run() -> None:
-        async for changes in watchfiles.awatch(root, watch_filter=watchfiles.PythonFilter(),
+        async for changes in watchfiles.awatch(root, watch_filter=TaskRootFilter(root),
                                                debounce=DEBOUNCE_MS, stop_event=stop_event):
             on_change(describe(changes, root))
 
