@@ -104,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = settings(args)
     except config.UsageError as exc:
         return usage_error(args.command, str(exc))
+    if args.command in config.CLIENT and cfg.port == 0:  # "any free port" serves, never calls
+        return usage_error(args.command, f"bad value for {cfg.named('port')}: a client calls "
+                                         f"a port of 1 to 65535 (0 means any free port only "
+                                         f"to forkric local)")
     if args.command in ("local", "soak") and not cfg.handler:
         return usage_error(args.command, "name a handler (module.function) or set _HANDLER")
     if args.command == "run":

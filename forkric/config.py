@@ -187,7 +187,8 @@ SETTINGS: tuple[Setting, ...] = (
             "module:function to run in each worker before its first poll, as @post_fork does "
             "(replace inherited objects there, never close them)", default="none"),
     Setting("reload", "--reload", ("FORKRIC_RELOAD",), _flag,
-            "watch the task root's Python files; on a change, import the handler again and "
+            "watch the task root's Python files (not its virtual environments, caches or .git); on "
+            "a change, import the handler again and "
             "replace the workers one at a time (as SIGHUP to forkric local does)",
             frozenset({"local"}), default="off"),
     Setting("response_streaming", "--response-streaming", ("FORKRIC_RESPONSE_STREAMING",),
@@ -195,7 +196,9 @@ SETTINGS: tuple[Setting, ...] = (
             "generator or iterator, as @response_stream marks one handler", default="off"),
     Setting("host", "--host", ("FORKRIC_HOST",), str,
             "address of the Invoke API: where the service listens, or where clients call",
-            SERVICE | CLIENT, default="127.0.0.1, loopback only"),
+            SERVICE | CLIENT, default={"local": "127.0.0.1, loopback only",
+                                       "soak": "127.0.0.1, loopback only",
+                                       "invoke": "127.0.0.1", "load": "127.0.0.1"}),
     Setting("port", "--port", ("FORKRIC_PORT",), _port,
             "port of the Invoke API", SERVICE | CLIENT,
             default={"local": "9000; 0: any free port", "soak": "any free port",
@@ -217,8 +220,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("users", "--users", ("FORKRIC_SOAK_USERS",), _positive_int,
             "concurrent Locust users", SOAK | LOAD, default="8"),
     Setting("event", "--event", ("FORKRIC_SOAK_EVENT",), str,
-            "the event: JSON, or @file; load mixes several at random, by weight: --event "
-            "@a.json:3 --event @b.json:1 (or @a.json:3,@b.json:1)", SOAK | LOAD, default="{}",
+            "the event: JSON, or @file; load also takes @- for standard input, and mixes several "
+            "at random, by weight: --event @a.json:3 --event @b.json:1 (or @a.json:3,@b.json:1)",
+            SOAK | LOAD, default="{}",
             repeatable=LOAD),
     Setting("out", "--out", ("FORKRIC_SOAK_OUT",), str,
             "folder for report.json, memory.csv and memory.png", SOAK, default="soak-out"),
@@ -290,6 +294,13 @@ class Config:
     wait_ready_s: float = 0.0
     headless: bool = False
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Where each setting given came from: its flag, or the environment variable that set it.
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def named(self, name: str) -> str:
+        """What the user set for setting `name`: its flag or its environment variable, as
+        given (`--payload`, `FORKRIC_PAYLOAD`), so that an error names what is to be fixed."""
+        return self.sources.get(name) or next(s.flag for s in SETTINGS if s.name == name)
 
 
 # What a flag's value is, where its setting's name does not say it (the rest: its last word).
@@ -325,7 +336,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "run") -> None
                             help=help_text(setting, command))
 
 
-def _value(setting: Setting, given: str | list[str] | None, environ: Mapping[str, str]) -> Any:
+def _value(setting: Setting, given: str | list[str] | None,
+           environ: Mapping[str, str]) -> tuple[str, Any] | None:
+    """(where the value came from: the flag or the variable, the parsed value), or None."""
     if isinstance(given, list):  # a flag given more than once: its values, comma-joined
         given = ",".join(given)
     if given is not None:
@@ -336,7 +349,7 @@ def _value(setting: Setting, given: str | list[str] | None, environ: Mapping[str
             return None
         source, text = found
     try:
-        return setting.parse(str(text))
+        return source, setting.parse(str(text))
     except ValueError as exc:
         raise UsageError(f"bad value for {source}: {exc}") from None
 
@@ -365,14 +378,16 @@ def load(
     env = os.environ if environ is None else environ
     given = given or {}
     values: dict[str, Any] = command_defaults(command)
+    sources: dict[str, str] = {}
     for setting in SETTINGS:
-        value = _value(setting, given.get(setting.name), env)
-        if value is not None:
-            values[setting.name] = value
+        found = _value(setting, given.get(setting.name), env)
+        if found is not None:
+            sources[setting.name], values[setting.name] = found
     known = {f.name for f in fields(Config)}
     return Config(
         handler=handler or env.get("_HANDLER", ""),
         runtime_api=env.get("AWS_LAMBDA_RUNTIME_API", ""),
         environ=env,
+        sources=sources,
         **{k: v for k, v in values.items() if k in known},
     )

@@ -24,7 +24,8 @@ class NotReady(Exception):
 
 
 def payload(text: str, stdin: BinaryIO | None = None) -> bytes:
-    """The event: JSON text, `@file` for a file's content, `@-` for standard input."""
+    """The event, as `forkric invoke --payload` and `forkric load --event` take it: JSON text,
+    `@file` for a file's content, `@-` for standard input. Raises OSError when unreadable."""
     if text == "@-":
         return (stdin or sys.stdin.buffer).read()
     if text.startswith("@"):
@@ -60,7 +61,7 @@ def wait_ready(host: str, port: int, timeout_s: float, say: TextIO | None = None
             found = status(host, port)
         except OSError as exc:
             last = f"{exc.strerror or exc} (is forkric local running there?)"
-        except ValueError as exc:
+        except (ValueError, http.client.HTTPException) as exc:  # not JSON, or not HTTP
             last = str(exc) or type(exc).__name__
         else:
             runtime = found.get("runtime") if found is not None else None
@@ -93,6 +94,20 @@ def call(cfg: Config, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
         conn.close()
 
 
+def unreachable(cfg: Config, exc: Exception) -> str:
+    """One line for a call that got no HTTP answer: refused, reset, timed out, not HTTP."""
+    where = f"http://{cfg.host}:{cfg.port}"
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"cannot connect to {where}: nothing listens there (start `forkric local "
+                f"HANDLER`, or name its address with {cfg.named('port')} / "
+                f"{cfg.named('host')})")
+    if isinstance(exc, http.client.HTTPException):
+        said = str(exc).strip()[:80]  # BadStatusLine's text is the line itself, newline and all
+        return f"{where} did not answer as an HTTP server ({type(exc).__name__}: {said!r})"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"cannot call {where}: {reason or type(exc).__name__}"
+
+
 def show(response: http.client.HTTPResponse, body: bytes, out: TextIO) -> None:
     out.write(f"HTTP {response.status} {response.reason}\n")
     for name in SHOWN_HEADERS:
@@ -121,7 +136,7 @@ def main(cfg: Config) -> int:
     try:
         body = payload(cfg.payload)
     except OSError as exc:
-        print(f"forkric invoke: cannot read --payload {cfg.payload}: "
+        print(f"forkric invoke: cannot read {cfg.named('payload')} {cfg.payload}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
@@ -131,8 +146,8 @@ def main(cfg: Config) -> int:
     except NotReady as exc:
         print(f"forkric invoke: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"forkric invoke: {cfg.host}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"forkric invoke: {unreachable(cfg, exc)}", file=sys.stderr)
         return 1
     show(response, answer, sys.stdout)
     ok = 200 <= response.status < 300 and not response.getheader("X-Amz-Function-Error")

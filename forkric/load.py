@@ -8,19 +8,21 @@ package) against a running Invoke API, from any folder.
 
 It first waits for forkric local to be ready (`GET /status`, `--wait-ready`; a server without
 /status, such as the AWS RIE, counts as ready), then becomes Locust (exec): Locust's output, its
-Ctrl-C and its exit status (1 when any call failed) are the command's. A bad --event is one line
-and exit status 2, before anything starts.
+Ctrl-C and its exit status (1 when any call failed) are the command's. `--event @-` reads the
+event from standard input, as `forkric invoke --payload @-` does. A bad --event is one line and
+exit status 2, before anything starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
 
 from forkric.config import Config
-from forkric.invoke import NotReady, wait_ready
+from forkric.invoke import NotReady, payload, wait_ready
 
 EXIT_USAGE = 2
 
@@ -52,9 +54,12 @@ def main(args: argparse.Namespace, cfg: Config, passed: list[str]) -> int:
     from forkric.soak.locustfile import parse_events  # imports Locust: only here, then exec
 
     try:
+        if cfg.event == "@-":  # standard input, read here: Locust is handed it inline
+            cfg = dataclasses.replace(cfg, event=payload(cfg.event).decode("utf-8"))
         parse_events(cfg.event)
-    except ValueError as exc:
-        print(f"forkric load: bad --event: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        print(f"forkric load: bad {cfg.named('event')}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
         return EXIT_USAGE
     argv = locust_argv(args, cfg, passed)
     if cfg.wait_ready_s:

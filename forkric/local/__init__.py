@@ -90,7 +90,7 @@ async def serve(opts: Options, workdir: str) -> int:
         invoke_sock = server.bind(opts.host, opts.port)
     except OSError as exc:  # the port is taken, or the address is not this machine's
         print(f"forkric local: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}"
-              " (choose another with --port)", file=sys.stderr)
+              f" (choose another with {opts.config.named('port')})", file=sys.stderr)
         capture.close()
         return 1
     runtime_sock = server.bind("127.0.0.1", 0)

@@ -77,7 +77,7 @@ def check(args: argparse.Namespace, config: Config) -> str:
         spec = config.event
         json.loads(Path(spec[1:]).read_text() if spec.startswith("@") else spec)
     except (OSError, ValueError) as exc:
-        return f"--event is not JSON (inline, or @file): {exc}"
+        return f"{config.named('event')} is not JSON (inline, or @file): {exc}"
     return ""
 
 

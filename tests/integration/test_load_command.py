@@ -49,6 +49,22 @@ def test_a_headless_mix_of_two_events_from_another_folder(tmp_path: Path) -> Non
         "CrashyError: the crashy handler failed on purpose"]
 
 
+def test_the_event_from_standard_input(tmp_path: Path) -> None:
+    """`--event @-`, as `forkric invoke --payload @-` (it was read as a file named '-')."""
+    with local("loadtest.handlers.crashy.handler", REPO, workers=1, timeout=5,
+               log_path=tmp_path / "log") as service:
+        done = subprocess.run(
+            [sys.executable, "-m", "forkric", "load", "--port", str(service.port),
+             "--headless", "--users", "1", "--duration", "2", "--event", "@-",
+             "--", "--csv", str(tmp_path / "run"), "--only-summary", "--stop-timeout", "5"],
+            cwd=tmp_path, env=base_env(), input='{"crash_rate": 1, "crash_how": "raise"}',
+            capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-3000:]  # every call failed, as the event asks
+    stats = {row["Name"]: row for row in rows(tmp_path / "run_stats.csv")}
+    assert int(stats["function error: CrashyError"]["Failure Count"]) > 0
+    assert "invoke" not in stats or int(stats["invoke"]["Request Count"]) == 0
+
+
 def test_a_dead_runtime_is_named_by_type_and_message(tmp_path: Path) -> None:
     with local("loadtest.handlers.crashy.handler", REPO, workers=2, timeout=5,
                log_path=tmp_path / "log") as service:

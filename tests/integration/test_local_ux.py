@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -231,6 +232,25 @@ def test_reload_after_an_init_error_starts_the_runtime(tmp_path: Path) -> None:
         assert service.invoke({}).json() == 5
 
 
+def test_reload_ignores_virtual_environments_and_caches(tmp_path: Path) -> None:
+    """A `pip install` into the project's venv, or a test run's caches, is no edit of the
+    function: only app.py's change reloads it (each of these reloaded it before)."""
+    task = tmp_path / "task"
+    app = write(task / "app.py", version(1))
+    write(task / "myenv" / "pyvenv.cfg", "home = /usr/bin\n")
+    with local("app.handler", task, "--reload", workers=2, log_path=tmp_path / "log") as service:
+        for junk in ("venv/lib/python3.11/site-packages/six.py", "myenv/lib/site-packages/x.py",
+                     ".venv/lib/y.py", "__pycache__/app.py", ".pytest_cache/v/z.py",
+                     ".mypy_cache/3.11/app.py", "node_modules/n/build.py", ".git/hook.py"):
+            write(task / junk, "x = 1\n")
+        app.write_text(version(2))  # after them: its reload comes last, whatever batched
+        wait_for(lambda: RELOADED in service.log(), 30, "the reload said it is done")
+        assert service.invoke({}).json() == 2
+        log = service.log()
+    changed = [line for line in log.splitlines() if "changed: importing the handler" in line]
+    assert len(changed) == 1 and "app.py changed" in changed[0], changed
+
+
 def test_sighup_to_forkric_local_reloads(tmp_path: Path) -> None:
     app = write(tmp_path / "task" / "app.py", version(1))
     with local("app.handler", tmp_path / "task", workers=2, log_path=tmp_path / "log") as service:
@@ -295,6 +315,69 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str],
     assert done.stderr.startswith(message), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    # Set through the environment, a bad value is named by its variable (the flag was named,
+    # which a user who never typed it could not match to anything they did).
+    (["invoke"], {"FORKRIC_PAYLOAD": "@no-such.json"},
+     "forkric invoke: cannot read FORKRIC_PAYLOAD @no-such.json: No such file"),
+    (["invoke", "--payload", "@no-such.json"], {},
+     "forkric invoke: cannot read --payload @no-such.json: No such file"),
+    (["load"], {"FORKRIC_SOAK_EVENT": "{oops"}, "forkric load: bad FORKRIC_SOAK_EVENT: not JSON"),
+    (["invoke"], {"FORKRIC_PORT": "0"}, "forkric invoke: bad value for FORKRIC_PORT: a client "
+                                        "calls a port of 1 to 65535"),
+    (["invoke", "--port", "0"], {}, "forkric invoke: bad value for --port: a client calls"),
+    (["load", "--port", "0"], {}, "forkric load: bad value for --port: a client calls"),
+    (["invoke"], {"FORKRIC_PORT": "70000"}, "forkric invoke: bad value for FORKRIC_PORT: "
+                                            "'70000' is not a port number"),
+    (["local", "app.handler"], {"FORKRIC_WORKERS": "two"},
+     "forkric local: bad value for FORKRIC_WORKERS: 'two' is not a whole number"),
+])
+def test_usage_errors_name_what_the_user_set(tmp_path: Path, args: list[str],
+                                             env: dict[str, str], message: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FORKRIC_")} | env
+    done = subprocess.run([str(Path(sys.executable).with_name("forkric")), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=environ)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_soak_names_a_bad_event_variable(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FORKRIC_")}
+    done = subprocess.run([str(Path(sys.executable).with_name("forkric")), "soak", "app.handler"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=environ | {"FORKRIC_SOAK_EVENT": "{oops"})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("forkric soak: FORKRIC_SOAK_EVENT is not JSON"), done.stderr
+
+
+def not_http(connection: socket.socket) -> None:
+    with connection:
+        connection.recv(65536)
+        connection.sendall(b"hello, I am not HTTP\r\n\r\n")
+
+
+def test_invoke_without_a_service_is_one_line(tmp_path: Path) -> None:
+    """Nothing listening, or something that is not HTTP: one line and exit 1, no traceback
+    (the second was http.client's BadStatusLine traceback)."""
+    with socket.socket() as free:  # a port nothing listens on once closed
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    done = forkric("invoke", "--port", str(port), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (f"forkric invoke: cannot connect to http://127.0.0.1:{port}: nothing "
+                           f"listens there (start `forkric local HANDLER`, or name its address "
+                           f"with --port / --host)\n")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        answering = threading.Thread(target=lambda: not_http(server.accept()[0]))
+        answering.start()
+        done = forkric("invoke", "--port", str(server.getsockname()[1]), cwd=tmp_path)
+        answering.join(30)
+    assert done.returncode == 1, done.stderr
+    assert "did not answer as an HTTP server (BadStatusLine" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_invoke_reads_the_payload_from_stdin(tmp_path: Path) -> None:

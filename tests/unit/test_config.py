@@ -239,3 +239,18 @@ def test_local_and_soak_default_to_the_cpus_and_lambda_s_timeout() -> None:
     assert (cfg.workers, cfg.timeout_s) == (os.cpu_count() or 1, 3.0)
     assert config.load("h.f", {}, {"FORKRIC_WORKERS": "2"}, "soak").workers == 2
     assert config.load("h.f", {}, {}, "run").timeout_s == 0.0  # the runtime trusts deadlines
+
+
+@pytest.mark.parametrize(("given", "environ", "named"), [
+    ({}, {}, "--payload"),  # not given: its flag, as the help names it
+    ({"payload": "@x.json"}, {}, "--payload"),
+    ({}, {"FORKRIC_PAYLOAD": "@x.json"}, "FORKRIC_PAYLOAD"),
+    ({"payload": "@x.json"}, {"FORKRIC_PAYLOAD": "@y.json"}, "--payload"),  # the flag won
+])
+def test_a_setting_is_named_as_the_user_set_it(given: dict[str, Any], environ: dict[str, str],
+                                               named: str) -> None:
+    # Checks made after load (an unreadable --payload, a bad --event) name what was set: the
+    # variable when only the environment set it (they named the flag, found by trying).
+    assert config.load("h.f", given, environ, "invoke").named("payload") == named
+    assert config.load("h.f", {}, {"FORKRIC_SOAK_EVENT": "{"}, "load").named("event") == \
+        "FORKRIC_SOAK_EVENT"
