@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -154,13 +155,14 @@ class Interrupt:
         self.armed = True
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
+        # os.write, not print: the signal may come in the middle of a print to stderr, and
+        # a buffered stream written again from its handler raises RuntimeError (reentrant call).
         name = signal.Signals(signum).name
         if self.armed and not self.signum:
             self.signum = signum
-            print(f"\nforkric soak: {name}: stopping the load; the partial report follows",
-                  file=sys.stderr)
+            os.write(2, f"\nforkric soak: {name}: stopping\n".encode())
             raise KeyboardInterrupt
-        print(f"forkric soak: {name}: the load is stopped, writing the report", file=sys.stderr)
+        os.write(2, f"forkric soak: {name}: the load is stopped, writing the report\n".encode())
 
 
 def run_load(local: Service, plan: LoadPlan, warn: Alerts, stop: Interrupt) -> LoadRun:

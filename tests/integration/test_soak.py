@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.image
+import psutil
 import pytest
 
 from tests.support.rie import base_env
@@ -220,6 +221,28 @@ def test_ctrl_c_reports_what_ran_and_how_long(tmp_path: Path) -> None:
     assert report["exit_status"] == 130
     assert f"INTERRUPTED: stopped by SIGINT after {report['elapsed_s']:.1f} s of the 60 s " \
            f"asked, so no verdict; what ran: " in stdout
+
+
+def test_ctrl_c_before_the_load_is_130_and_stops_the_service(tmp_path: Path) -> None:
+    # Interrupted while the handler imported, the soak said "could not run" (1).
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "slow.py").write_text("import time\ntime.sleep(600)\n\n"
+                                  "def handler(event, context):\n    return 1\n")
+    process = subprocess.Popen(soak_argv(tmp_path / "out", "slow.handler", duration=5),
+                               cwd=task, env=base_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    waiting = process.stderr.readline()
+    assert waiting.startswith("forkric soak: waiting for slow.handler's import"), waiting
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "forkric soak: interrupted by SIGINT before the load began" in stderr
+    assert not (tmp_path / "out" / "report.json").exists()
+    left = [found for found in psutil.process_iter(["cmdline"])
+            if "slow.handler" in (found.info["cmdline"] or [])]
+    assert not left, left  # the service it started (and its import) is stopped, not orphaned
 
 
 def served_by_each_worker(port: int) -> int:
