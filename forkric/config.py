@@ -77,8 +77,17 @@ def _port(text: str) -> int:
     return int(value)
 
 
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}
+
+
 def _flag(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
+    """An on/off variable's value; any other word is an error (a typo was silently off)."""
+    try:
+        return FLAG_WORDS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{text!r} is not one of 1, true, yes, on (or 0, false, no, off)") \
+            from None
 
 
 IMPORT_MODES = ("once", "per-worker", "auto")

@@ -205,9 +205,18 @@ def test_load_takes_several_events() -> None:
 
 @pytest.mark.parametrize(("text", "value"), [("1", True), ("TRUE", True), (" yes ", True),
                                              ("on", True), ("0", False), ("no", False),
-                                             ("anything", False)])
+                                             ("Off", False), ("false", False)])
 def test_flag_values(text: str, value: bool) -> None:
     assert load(environ={"FORKRIC_TRACE_LEAKS": text}).trace_leaks is value
+
+
+@pytest.mark.parametrize("text", ["anything", "ture", "2", "enabled"])
+def test_a_flag_variable_that_is_neither_on_nor_off_is_a_usage_error(text: str) -> None:
+    # FORKRIC_RELOAD=ture was silently off: the user's reload never came, and nothing said why.
+    with pytest.raises(config.UsageError) as info:
+        config.load("h.f", {}, {"FORKRIC_RELOAD": text}, "local")
+    assert str(info.value) == (f"bad value for FORKRIC_RELOAD: {text!r} is not one of 1, true, "
+                               f"yes, on (or 0, false, no, off)")
 
 
 def test_add_arguments_declares_every_flag() -> None:
