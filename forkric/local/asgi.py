@@ -20,13 +20,14 @@ class Peer:
     """One connection's other end, as the service learnt it: the same object for every
     request on that connection (the Runtime API hands a request id to a connection)."""
 
-    __slots__ = ("handed", "pid")
+    __slots__ = ("handed", "lost", "pid")
 
     def __init__(self) -> None:
         self.pid: int | None = None  # the runtime's process there, 0 for none; None: not asked
         # The invocation the last answer on this connection carried, until the connection's
         # next request shows the worker read that answer (a worker sends one request at a time).
         self.handed: object = None
+        self.lost = False  # the connection is gone: nothing written to it is read
 
 
 class Disconnected(Exception):

@@ -211,6 +211,7 @@ class _Protocol(HttpToolsProtocol):
         self.stop_lingering()
         self._cancel_head_timer()
         super().connection_lost(exc)
+        self.peer.lost = True
         # Reset (or gone before our write): the last answer was not read. A worker resets a
         # long poll it leaves, and a process that reads its answer whole and then dies ends
         # with a FIN (connection_lost(None)), so only an unread invocation comes here.

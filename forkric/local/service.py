@@ -322,6 +322,12 @@ class Service:
         invocation = self.invocations.take() or await self._wait_for_invocation(request)
         if invocation is None:
             return None
+        if request.peer.lost:
+            # Gone between the hand-out and now (a worker's reset seen in the same turns of
+            # the event loop): the answer would be written to nobody, and the invocation wait
+            # for its timeout. Never written, so first in line again.
+            self.invocations.give_back(invocation)
+            return None
         invocation.peer = request.peer  # only this connection may answer it
         request.peer.handed = invocation  # until the worker's next request shows it read it
         headers = [

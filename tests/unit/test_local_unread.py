@@ -1,0 +1,78 @@
+"""forkric local gives back an invocation handed to a long poll whose worker left (issue 11 row
+6): here the worker's reset reaches the service in the same turn of the event loop as the
+invocation it was handed, before the service wrote it. Real sockets on loopback and the real
+server and Service; the runtime is a stand-in (no process runs here), since the order of the
+two events can be set only from inside the service's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Coroutine
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from forkric.local import server
+from forkric.local.invocations import Invocation, Invocations
+from forkric.local.service import Service
+
+NEXT = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def _service(invocations: Invocations) -> Service:
+    # The runtime's process: the test itself holds the worker's end of the connection.
+    runtime = SimpleNamespace(ready=True, initialised=False, pid=0, want=lambda: None,
+                              check_ready=lambda: None, process_of=lambda *ends: os.getpid(),
+                              plan=SimpleNamespace(config=SimpleNamespace(snap_start=False)))
+    capture = SimpleNamespace(echo_line=lambda line: None)
+    return Service(invocations, runtime, capture)  # type: ignore[arg-type]
+
+
+async def _until(condition: Callable[[], bool], limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+async def _reset_as_handed() -> tuple[bool, bool]:
+    """A worker polls, then resets its connection; the invocation arrives before the service
+    has seen the reset. True, False: it is waiting again, not running on the gone connection."""
+    invocations = Invocations(timeout_s=30, max_queue=10)
+    service = _service(invocations)
+    listening = server.serve(service.runtime_api, server.bind("127.0.0.1", 0), 10,
+                             on_reset=service.unread)
+    try:
+        worker = socket.create_connection(("127.0.0.1", listening.port))
+        worker.sendall(NEXT)
+        assert await _until(lambda: len(invocations.pollers) == 1, 10), "the poll never came"
+        worker.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        worker.close()  # the reset is in the kernel before the loop's next look at its sockets
+        invocation = Invocation(function_name="f", payload=b"{}")
+        assert invocations.submit(invocation)
+        back = await _until(lambda: invocation in invocations.pending, 5)
+        return back, invocations.is_running(invocation.request_id)
+    finally:
+        await listening.stop()
+
+
+def _loops() -> list[Any]:
+    runs: list[Any] = [asyncio.run]
+    try:
+        import uvloop
+    except ImportError:  # forkric local runs on asyncio's loop then: tested above
+        return runs
+    return [*runs, uvloop.run]
+
+
+@pytest.mark.parametrize("run", _loops(), ids=lambda run: run.__module__.split(".")[0])
+def test_a_poll_reset_as_its_invocation_is_handed_gives_it_back(
+        run: Callable[[Coroutine[Any, Any, tuple[bool, bool]]], tuple[bool, bool]]) -> None:
+    # Before: the answer was written to a connection already gone, and the invocation waited
+    # for its timeout ('Task timed out') as if a worker ran it.
+    assert run(_reset_as_handed()) == (True, False)
