@@ -185,7 +185,8 @@ SETTINGS: tuple[Setting, ...] = (
             _flag, "log the allocation sites that grew most when a worker is recycled for memory",
             default="off"),
     Setting("status_file", "--status-file", ("FORKRIC_STATUS_FILE",),
-            str, "back the worker scoreboard with this file so other tools can read it",
+            str, "back the worker scoreboard with this file so other tools can read it (forkric "
+            "local keeps its own: read its GET /status)", frozenset({"run"}),
             default="anonymous memory"),
     Setting("import_mode", "--import-mode", ("FORKRIC_IMPORT_MODE",), _import_mode,
             "once: import the handler in the supervisor and fork (memory shared); per-worker: "

@@ -95,8 +95,8 @@ def local_command(args: argparse.Namespace, config: Config, port: int,
     env = dict(os.environ)
     for setting in SETTINGS:
         given = getattr(args, setting.name, None)
-        # The service's own settings go on its command line; it keeps its own status file.
-        if given is not None and "run" in setting.commands and setting.name != "status_file":
+        # The service's own settings go on its command line (the status file is run's only).
+        if given is not None and "run" in setting.commands:
             env[setting.env[0]] = str(given)
     env["FORKRIC_MAX_WORKER_MEMORY_MB"] = f"{max_worker_memory_mb:g}"
     # Every user may have one invocation waiting: more queue than users is never needed.

@@ -302,6 +302,9 @@ def test_invoke_help_gives_defaults_and_environment_variables() -> None:
     (["invoke", "--timeout", "3"], "forkric invoke: unrecognized arguments: --timeout 3 (see "
                                    "forkric invoke --help)"),
     (["local", "app.handler", "extra"], "forkric local: unrecognized arguments: extra"),
+    # Accepted and ignored (the service keeps its own scoreboard file, behind GET /status).
+    (["local", "app.handler", "--status-file", "/tmp/x"], "forkric local: unrecognized "
+                                                          "arguments: --status-file /tmp/x"),
     (["lcal"], "forkric: argument command: invalid choice: 'lcal'"),
     ([], "forkric: the following arguments are required: command (see forkric --help)"),
 ])
