@@ -103,7 +103,7 @@ def soak(args: argparse.Namespace, config: Config) -> int:
     out.mkdir(parents=True, exist_ok=True)
     workers = config.workers
     limit = memory_limit(config)
-    port = service.take_port(config.host, config.port)
+    port = service.take_port(config.host, config.port, config.named("port"))
     argv, env = service.local_command(args, config, port, limit.mb)
     local = service.start(argv, env, out / "forkric.log", config.host, port)
     stop = Interrupt()

@@ -118,13 +118,14 @@ def start(argv: list[str], env: dict[str, str], log_path: Path, host: str, port:
     return Service(process, host, port, log_path)
 
 
-def take_port(host: str, port: int) -> int:
-    """The port to serve on: `port`, or any free one for 0; ServiceError when it is taken."""
+def take_port(host: str, port: int, named: str = "--port") -> int:
+    """The port to serve on: `port`, or any free one for 0; ServiceError when it is taken, its
+    text naming the flag or variable the user set (`named`)."""
     if not port:
         return free_port(host)
     if not port_free(host, port):
         raise ServiceError(f"cannot listen on {host}:{port}: the port is taken (choose another "
-                           f"with --port, or leave --port out for any free one)")
+                           f"with {named}, or leave {named} out for any free one)")
     return port
 
 

@@ -287,17 +287,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("named", ["--port", "FORKRIC_PORT"])
+def test_a_busy_port_is_a_one_line_error(tmp_path: Path, named: str) -> None:
+    # Named as the user set it: the variable was told to be changed with --port.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run(soak_argv(tmp_path, "loadtest.handlers.clean.handler", "--port",
-                                        str(port), duration=3), cwd=REPO, env=base_env(),
+        flag = ("--port", str(port)) if named == "--port" else ()
+        env = {} if named == "--port" else {"FORKRIC_PORT": str(port)}
+        done = subprocess.run(soak_argv(tmp_path, "loadtest.handlers.clean.handler", *flag,
+                                        duration=3), cwd=REPO, env=base_env(**env),
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip() == (f"forkric soak: cannot listen on 127.0.0.1:{port}: the port "
-                                   f"is taken (choose another with --port, or leave --port out "
+                                   f"is taken (choose another with {named}, or leave {named} out "
                                    f"for any free one)")
 
 
