@@ -49,10 +49,12 @@ def status(host: str, port: int, timeout: float = 5.0) -> dict[str, object] | No
     return found if isinstance(found, dict) else {}
 
 
-def wait_ready(host: str, port: int, timeout_s: float, say: TextIO | None = None) -> None:
+def wait_ready(host: str, port: int, timeout_s: float, say: TextIO | None = None,
+               named: str = "--wait-ready") -> None:
     """Wait until forkric local says `"ready": true` (every worker polls), or until its
     handler failed to initialise (its invocations then answer the init error at once). A server
-    that has no /status (the RIE, Lambda) counts as ready. Raises NotReady past `timeout_s`."""
+    that has no /status (the RIE, Lambda) counts as ready. Raises NotReady past `timeout_s`,
+    whose advice names the wait as the user set it (`named`: its flag or variable)."""
     deadline = time.monotonic() + timeout_s
     told = False
     last = "no answer"
@@ -69,7 +71,7 @@ def wait_ready(host: str, port: int, timeout_s: float, say: TextIO | None = None
                     isinstance(runtime, dict) and runtime.get("init_failed")):
                 return
             last = ("its workers are still starting (importing the handler; a slow import "
-                    "needs a longer --wait-ready)")
+                    f"needs a longer {named})")
         if time.monotonic() >= deadline:
             raise NotReady(f"{host}:{port} was not ready after {timeout_s:g} s: {last}")
         if not told and say is not None:
@@ -141,7 +143,7 @@ def main(cfg: Config) -> int:
         return 2
     try:
         if cfg.wait_ready_s:
-            wait_ready(cfg.host, cfg.port, cfg.wait_ready_s, sys.stderr)
+            wait_ready(cfg.host, cfg.port, cfg.wait_ready_s, sys.stderr, cfg.named("wait_ready_s"))
         response, answer = call(cfg, body)
     except NotReady as exc:
         print(f"forkric invoke: {exc}", file=sys.stderr)

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace, cfg: Config, passed: list[str]) -> int:
     argv = locust_argv(args, cfg, passed)
     if cfg.wait_ready_s:
         try:
-            wait_ready(cfg.host, cfg.port, cfg.wait_ready_s, sys.stderr)
+            wait_ready(cfg.host, cfg.port, cfg.wait_ready_s, sys.stderr, cfg.named("wait_ready_s"))
         except NotReady as exc:
             print(f"forkric load: {exc}", file=sys.stderr)
             return 1

@@ -65,6 +65,15 @@ def test_ready_only_once_every_worker_polls(tmp_path: Path) -> None:
         assert short.stderr.splitlines()[-1] == (
             f"forkric load: 127.0.0.1:{service.port} was not ready after 0.5 s: its workers are "
             "still starting (importing the handler; a slow import needs a longer --wait-ready)")
+        # Set by its variable, the wait is named so (the flag was, to a user who gave none).
+        by_env = subprocess.run(
+            [sys.executable, "-m", "forkric", "invoke", "--port", str(service.port)],
+            capture_output=True, text=True, timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("FORKRIC_")}
+            | {"FORKRIC_WAIT_READY_S": "0.5"})
+        assert by_env.returncode == 1, by_env.stderr
+        assert by_env.stderr.splitlines()[-1].endswith(
+            "a slow import needs a longer FORKRIC_WAIT_READY_S)"), by_env.stderr
         assert forkric("load", "--port", "1", "--headless", "--wait-ready", "0.2"
                        ).stderr.splitlines()[-1] == (
             "forkric load: 127.0.0.1:1 was not ready after 0.2 s: Connection refused (is forkric "
