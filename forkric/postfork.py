@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import sys
 import threading
 from typing import Any
@@ -103,10 +104,28 @@ def repair_executors(inherited: prefork.Inheritance) -> None:
 
 
 def restart_listeners(inherited: prefork.Inheritance) -> None:
-    """A logging QueueListener's thread is gone in the child: start the worker's own."""
+    """A logging QueueListener's thread is gone in the child: start the worker's own, on a queue
+    of its own (see `own_queue`)."""
     for listener in inherited.listeners:
+        own_queue(listener.queue)
         listener._thread = None
         listener.start()
+
+
+def own_queue(shared: Any) -> None:
+    """A queue.Queue copied at the fork: its lock may have been held by the supervisor's listener
+    thread (taking a record the supervisor logged), which does not exist here, so the next put
+    would hang; and the records it held are the supervisor's, not this process's. New locks,
+    emptied (the handler's QueueHandler keeps the same queue object)."""
+    if not isinstance(shared, queue.Queue):
+        return  # a SimpleQueue has no Python lock; another kind is the user's own
+    shared.mutex = threading.Lock()
+    shared.not_empty = threading.Condition(shared.mutex)
+    shared.not_full = threading.Condition(shared.mutex)
+    shared.all_tasks_done = threading.Condition(shared.mutex)
+    with contextlib.suppress(AttributeError):
+        shared.queue.clear()
+    shared.unfinished_tasks = 0
 
 
 def import_again(inherited: prefork.Inheritance) -> Handler:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from forkric import hooks, startup_report
+from forkric import hooks, reimport, startup_report
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +65,9 @@ RECONNECTING = (("urllib3.connection", "HTTPConnection"),
 # random.Random instances made during the import and seeded from the OS (Random() without a
 # seed): they get a fresh seed in each worker. An explicit seed is the user's wish and is kept.
 _entropy_seeded: weakref.WeakSet[random.Random] = weakref.WeakSet()
+# The logging configuration before the process's first import of the handler: what each later
+# import (SIGHUP's in the supervisor, the per-worker one) starts from, as a fresh process would.
+_logging_before_import: reimport.LoggingState | None = None
 # What each fd named before the import: sockets the process already had (forkric local's log
 # streams, anything its parent handed down) are not the import's and are left alone.
 _open_before: dict[int, str] = {}
@@ -156,8 +159,17 @@ def importing(runtime_api: str = "", cap_openmp: bool = True) -> Iterator[None]:
         return original_register(func, *args, **kwargs)
 
     atexit.register = noting_register  # type: ignore[assignment]
+    global _logging_before_import
+    logging_before = reimport.capture_logging()
+    if _logging_before_import is None:
+        _logging_before_import = logging_before
+    else:  # imported before in this process: its handlers would be added again
+        reimport.restore_logging(_logging_before_import)
     try:
         yield
+    except BaseException:
+        reimport.restore_logging(logging_before)  # the old code keeps serving as it was
+        raise
     finally:
         random.Random.__init__ = original_init  # type: ignore[method-assign]
         atexit.register = original_register
@@ -169,6 +181,9 @@ def importing(runtime_api: str = "", cap_openmp: bool = True) -> Iterator[None]:
         if func not in noted:
             atexit.unregister(func)
     import_exit_hooks[:] = noted
+    if logging_before is not _logging_before_import:  # the previous import's own handlers
+        reimport.close_dropped(reimport.handlers_of(logging_before),
+                               reimport.capture_logging(), _logging_before_import)
 
 
 # After the import.

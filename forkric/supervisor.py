@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from forkric import errors, prefork, worker
+from forkric import errors, prefork, reimport, worker
 from forkric.config import LOCAL_ENV, Config
 from forkric.handler import Handler
 from forkric.logs import Logs
@@ -343,6 +343,9 @@ class Supervisor:
         one retired once its replacement polls. A failed import keeps the old code serving."""
         if self.reload is None or self.stopping:
             return
+        # The old code's objects were frozen with the rest: thawed (gc.get_referrers sees only
+        # what is not frozen), then collected and frozen again with the new code's.
+        gc.unfreeze()
         try:
             self._reimport(self.reload)
         except Exception as exc:
@@ -352,10 +355,9 @@ class Supervisor:
                       error["errorMessage"],
                       f"\nTraceback (most recent call last):\n{trace}".rstrip() if trace else "")
             return
-        # The old code's objects were frozen with the rest: thawed, collected, frozen again.
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+        finally:
+            gc.collect()
+            gc.freeze()
         self.to_replace = list(self.workers)
         log.info("forkric: SIGHUP: handler imported again; replacing %d worker(s) one at a time",
                  len(self.to_replace))
@@ -366,6 +368,9 @@ class Supervisor:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
             self.handler = reload()
+            previous = self.inherited  # its threads would run on, mid-work at the next forks
+            reimport.end_previous_threads(previous.listeners,
+                                          [ref() for ref in previous.executors])
             self.inherited = prefork.prepare(self.config.handler, self.config.import_mode,
                                              self.config.post_fork, self.inherited.task_root)
         finally:

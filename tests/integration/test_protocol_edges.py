@@ -373,3 +373,41 @@ def test_a_report_the_runtime_api_never_answers_does_not_freeze_the_supervisor(
     assert code == 0 and took < 10, (code, took, output[-2000:])
     assert "could not report the error" in output
 
+
+
+# SIGHUP's import in a process that imported before: the handler's module adds a log handler and
+# starts a thread pool and a QueueListener at import, as a fresh process would see them once.
+
+def test_a_reload_leaves_one_copy_of_what_the_import_started(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    reloads, calls = 3, 20
+    with local("reload_threads.handler", APPS, workers=2, timeout=10,
+               log_path=tmp_path / "local.log", env={"RELOAD_RECORDS": str(records)}) as service:
+        supervisor = runtime_of(service)["pid"]
+        threads = psutil.Process(supervisor).num_threads()
+        kinds: dict[str, int] = {}
+        answered: list[str] = []
+        for _ in range(reloads):
+            old = worker_pids(service)
+            os.kill(supervisor, signal.SIGHUP)
+            wait_for(lambda old=old: not (pids := worker_pids(service)) & old  # type: ignore
+                     and len(pids) == 2, 30, "the workers replaced")
+            for _ in range(calls):
+                reply = service.invoke({"n": 3})
+                kind = "ok" if reply.status == 200 and reply.json().get("square") == 9 else \
+                    f"{reply.status} {reply.body[:60]!r}"
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if kind == "ok":
+                    answered.append(reply.headers["x-amzn-requestid"])
+        wait_for(lambda: all(i in records.read_text() for i in answered), 15, "every record")
+        after = psutil.Process(supervisor).num_threads()
+        log = service.log()
+    lines = [line.split()[-1] for line in records.read_text().splitlines()]
+    copies = {lines.count(request_id) for request_id in answered}
+    assert kinds == {"ok": reloads * calls}, kinds
+    # Was: each record written once per import so far (2, 3, 4 copies), and the supervisor kept
+    # every import's pool and listener threads running (3 more threads a reload).
+    assert copies == {1}, copies
+    assert after == threads, (threads, after)
+    assert log.count("1 thread pool(s) get their own threads; 1 log listener(s) restarted") == \
+        reloads + 1, log[-3000:]
