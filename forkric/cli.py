@@ -33,14 +33,18 @@ COMMANDS = {
     "run": ("the runtime: what a Lambda image starts (polls $AWS_LAMBDA_RUNTIME_API)", True),
     "local": ("an embedded Lambda service on loopback, running HANDLER", True),
     "soak": ("forkric local under a bounded Locust load, with memory sampling and a leak "
-             "verdict; exit 0 no leak, 3 leak, 4 inconclusive, 5 invocations failed, 1 the "
-             "soak could not run; stopped by Ctrl-C or SIGTERM: the partial report, marked as "
-             "interrupted, and 130 or 143 (128 + the signal) unless a leak (3) or failures (5) "
-             "were already found", True),
+             "verdict (its exit statuses: forkric soak --help)", True),
     "invoke": ("one call to an Invoke API (forkric local, the RIE), printed; exit 1 for an "
                "error", False),
     "load": ("Locust with forkric's users against a running Invoke API; arguments after -- go "
              "to Locust", False),
+}
+# A command's own --help says more than its line in `forkric --help`, where it would be a wall.
+DESCRIPTIONS = {
+    "soak": "forkric local under a bounded Locust load, with memory sampling and a leak verdict; "
+            "exit 0 no leak, 3 leak, 4 inconclusive, 5 invocations failed, 1 the soak could not "
+            "run; stopped by Ctrl-C or SIGTERM: the partial report, marked as interrupted, and "
+            "130 or 143 (128 + the signal) unless a leak (3) or failures (5) were already found",
 }
 
 
@@ -64,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"forkric {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (text, takes_handler) in COMMANDS.items():
-        command = commands.add_parser(name, help=text, description=text)
+        command = commands.add_parser(name, help=text, description=DESCRIPTIONS.get(name, text))
         if takes_handler:
             _add_handler(command)
         config.add_arguments(command, name)
