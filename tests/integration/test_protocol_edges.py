@@ -411,3 +411,21 @@ def test_a_reload_leaves_one_copy_of_what_the_import_started(tmp_path: Path) -> 
     assert after == threads, (threads, after)
     assert log.count("1 thread pool(s) get their own threads; 1 log listener(s) restarted") == \
         reloads + 1, log[-3000:]
+
+
+# The per-worker mode imports again in each worker, after the supervisor's own import: the
+# supervisor's root QueueHandler stayed, feeding a queue no thread of the worker drains (it grew
+# by a record per log call, for the worker's whole life).
+
+def test_a_per_worker_import_adds_its_log_handler_once(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    with local("reload_threads.handler", APPS, workers=2, timeout=10,
+               log_path=tmp_path / "local.log",
+               env={"RELOAD_RECORDS": str(records), "FORKRIC_IMPORT_MODE": "per-worker"}) as \
+            service:
+        replies = [service.invoke({"n": 3}) for _ in range(6)]
+        answered = [reply.headers["x-amzn-requestid"] for reply in replies]
+        wait_for(lambda: all(i in records.read_text() for i in answered), 15, "every record")
+    assert [reply.json()["queue_handlers"] for reply in replies] == [1] * 6  # was: 2
+    lines = [line.split()[-1] for line in records.read_text().splitlines()]
+    assert {lines.count(request_id) for request_id in answered} == {1}

@@ -19,4 +19,7 @@ log = logging.getLogger("app")
 
 def handler(event, context):
     log.warning("record %s", context.aws_request_id)
-    return {"pid": os.getpid(), "square": POOL.submit(pow, event.get("n", 0), 2).result()}
+    queue_handlers = sum(isinstance(h, logging.handlers.QueueHandler)
+                         for h in logging.getLogger().handlers)
+    return {"pid": os.getpid(), "square": POOL.submit(pow, event.get("n", 0), 2).result(),
+            "queue_handlers": queue_handlers}
