@@ -53,6 +53,10 @@ class Interrupt:
     leave: Callable[[], bool]
 
 
+# Told a response's status and headers once its head is read (the body may still be arriving).
+Head = Callable[[int, dict[str, str]], None]
+
+
 class Interrupted(Exception):
     """The request was abandoned before any byte of its answer arrived; the connection is reset
     (RST), so the Runtime API can tell an answer written to it was never read (a FIN would
@@ -85,12 +89,21 @@ class _StatusReader:
 
 
 class _Reader(_StatusReader):
-    """... and its headers, by lower-case name."""
+    """... and its headers, by lower-case name; `on_head(status, headers)`, when given, is
+    called as soon as the head is read, before the body."""
 
-    __slots__ = ()
+    __slots__ = ("on_head",)
+
+    def __init__(self, on_head: Head | None = None) -> None:
+        super().__init__()
+        self.on_head = on_head
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.lower().decode("latin-1")] = _text(value)
+
+    def on_headers_complete(self) -> None:
+        if self.on_head is not None:
+            self.on_head(self.parser.get_status_code(), self.headers)
 
 
 class Connection:
@@ -125,9 +138,10 @@ class Connection:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, read_headers: bool = True,
-                interrupt: Interrupt | None = None) -> Response:
+                interrupt: Interrupt | None = None, on_head: Head | None = None) -> Response:
         """Send one request and read its whole response; on any failure (OSError, ConnectionError
-        for a bad response, Interrupted) the socket is closed and the error raised."""
+        for a bad response, Interrupted) the socket is closed and the error raised. `on_head`
+        (with `read_headers`) is told the head as soon as it is read."""
         head = f"{method} {path} HTTP/1.1\r\n{self.fixed}"
         if headers:
             head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
@@ -143,7 +157,7 @@ class Connection:
                 sock.sendall(data + body if body else data)
             if interrupt is not None:
                 self._await_answer(sock, interrupt)
-            return self._read(sock, _Reader() if read_headers else _StatusReader())
+            return self._read(sock, _Reader(on_head) if read_headers else _StatusReader())
         except BaseException:
             self.close()
             raise

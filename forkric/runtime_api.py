@@ -6,9 +6,9 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from forkric.connection import Connection, Interrupt, Response
+from forkric.connection import Connection, Head, Interrupt, Response
 from forkric.marshal import to_json
 from forkric.protocol import RESPONSE_LIMIT, response_too_large
 
@@ -61,6 +61,17 @@ class Invocation:
         return self.headers.get(name.lower())
 
 
+class Holder(Protocol):
+    """Who holds an invocation from the moment the head of `/next`'s answer arrives (its body may
+    be megabytes still to read): a worker killed from then on died holding it."""
+
+    def hold(self, request_id: str, deadline_ms: int) -> None:
+        """The head of an invocation arrived: its id and deadline (epoch ms)."""
+
+    def release(self) -> None:
+        """The answer whose head was held failed after all (a reset mid-body): held no more."""
+
+
 class RuntimeAPI:
     """Calls to one Runtime API address (`host:port`), each on the same kept-alive connection.
 
@@ -85,32 +96,44 @@ class RuntimeAPI:
 
     def _call(self, method: str, path: str, body: bytes | None = None,
               headers: dict[str, str] | None = None,
-              interrupt: Interrupt | None = None) -> Response:
+              interrupt: Interrupt | None = None, on_head: Head | None = None) -> Response:
         # Only an invocation's headers are read: the answers to posts carry nothing we use.
         reply = self.conn.request(method, API_VERSION + path, body, headers,
-                                  read_headers=method == "GET", interrupt=interrupt)
+                                  read_headers=method == "GET", interrupt=interrupt,
+                                  on_head=on_head)
         if reply.status == 500:
             raise RuntimeAPIExit(f"{path}: the Runtime API answered 500: the runtime must exit")
         return reply
 
-    def next(self, interrupt: Interrupt | None = None) -> Invocation:
+    def next(self, interrupt: Interrupt | None = None,
+             holder: Holder | None = None) -> Invocation:
         """Wait for the next invocation, as long as it takes.
 
         A failed call (refused, reset, an unexpected status) is retried `next_retries` times with
         backoff from 0.1 s doubling to `max_backoff_s`, then RuntimeAPIExit is raised; so it is at
         once when the Runtime API answers 500. `interrupt` may abandon the wait while no byte of
         an answer has arrived (connection.Interrupted); an answer that began is always returned.
+        `holder` is told the invocation as soon as its head arrives, and released if that
+        answer then fails.
         """
+        on_head: Head | None = None
+        if holder is not None:
+            def on_head(status: int, headers: dict[str, str]) -> None:
+                if status == 200:
+                    holder.hold(*_identity(headers))
         delay = 0.1
         for attempt in range(self.next_retries + 1):
             try:
-                reply = self._call("GET", "/runtime/invocation/next", interrupt=interrupt)
+                reply = self._call("GET", "/runtime/invocation/next", interrupt=interrupt,
+                                   on_head=on_head)
                 if reply.status == 200:
                     return _invocation(reply)
                 failure: Exception = RuntimeAPIError("/runtime/invocation/next",
                                                      reply.status, reply.body)
             except OSError as exc:
                 failure = exc
+            if holder is not None:
+                holder.release()
             if attempt == self.next_retries:
                 break
             if attempt == 0:
@@ -189,11 +212,14 @@ def _error_headers(error: dict[str, Any], xray_cause: dict[str, Any] | None) -> 
     return headers
 
 
+def _identity(headers: dict[str, str]) -> tuple[str, int]:
+    """An invocation's request id and deadline (epoch ms; now + 3 s when none was sent)."""
+    deadline = headers.get("lambda-runtime-deadline-ms")
+    return (headers.get("lambda-runtime-aws-request-id", ""),
+            int(deadline) if deadline else int(time.time() * 1000) + 3_000)
+
+
 def _invocation(reply: Response) -> Invocation:
-    deadline = reply.headers.get("lambda-runtime-deadline-ms")
-    return Invocation(
-        request_id=reply.headers.get("lambda-runtime-aws-request-id", ""),
-        deadline_ms=int(deadline) if deadline else int(time.time() * 1000) + 3_000,
-        body=reply.body,
-        headers=reply.headers,
-    )
+    request_id, deadline_ms = _identity(reply.headers)
+    return Invocation(request_id=request_id, deadline_ms=deadline_ms, body=reply.body,
+                      headers=reply.headers)

@@ -241,7 +241,7 @@ class Worker:
             while not (controls.stopping or controls.retiring):
                 self.slot.idle()
                 try:
-                    job = self.api.next(controls.interrupt)
+                    job = self.api.next(controls.interrupt, self)
                 except Interrupted:
                     break
                 self._serve(job)
@@ -256,13 +256,21 @@ class Worker:
         self.slot.exiting(code)
         return code
 
-    def _serve(self, job: Invocation) -> None:
-        deadline_ms = job.deadline_ms
+    def hold(self, request_id: str, deadline_ms: int) -> None:
+        """runtime_api.Holder: busy from the head of /next's answer, before its body is read, so
+        that a worker killed in between is reported as holding it (the supervisor answers its
+        invocation at once, instead of leaving it to time out)."""
         if self.limits.timeout_ms:
             # The RIE's managed-instances mode sends deadlines far in the future; the function
             # timeout, when the environment names it, bounds what the stuck-worker check waits.
             deadline_ms = min(deadline_ms, int(time.time() * 1000) + self.limits.timeout_ms)
-        self.slot.busy(job.request_id, deadline_ms)
+        self.slot.busy(request_id, deadline_ms)
+
+    def release(self) -> None:
+        """runtime_api.Holder: the answer whose head arrived failed; polling again."""
+        self.slot.idle()
+
+    def _serve(self, job: Invocation) -> None:
         outcome = invocation.run(job, self.handler, self.logs)
         if self.forked_away:
             _forked_child_returned()

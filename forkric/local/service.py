@@ -13,6 +13,7 @@ import binascii
 import contextlib
 import ipaddress
 import json
+import os
 import re
 import socket
 import time
@@ -25,6 +26,7 @@ from forkric.local import answers, eventstream, function_url, metadata, peers, s
 from forkric.local.answers import Result
 from forkric.local.asgi import (
     Disconnected,
+    Peer,
     Receive,
     Request,
     Scope,
@@ -438,12 +440,15 @@ class Service:
 
     def _not_answerable(self, request: Request, request_id: str) -> Reply | None:
         """None when this connection may answer `request_id`: the one it was handed out on,
-        or the runtime's supervisor (it reports the invocations of workers that died)."""
+        or the runtime's supervisor reporting the death of the worker that holds it. (A worker
+        killed as its invocation's body arrived held it, and its connection's reset gave it to
+        another worker: the report of the first death must not fail the second's run.)"""
         invocation = self.invocations.get(request_id)
         if invocation is None:
             return invalid_request_id()
         if invocation.peer is request.peer or not peers.SUPPORTED \
-                or (request.peer.pid and request.peer.pid == self.runtime.pid):
+                or (request.peer.pid and request.peer.pid == self.runtime.pid
+                    and _holder_gone(invocation)):
             return None
         return not_its_connection()
 
@@ -660,6 +665,21 @@ def not_a_worker() -> Reply:
     return _runtime_api_error(403, "AccessDeniedException",
                               "forkric local: the Runtime API serves only the processes of the "
                               "runtime it started")
+
+
+def _holder_gone(invocation: Invocation) -> bool:
+    """The connection the invocation was handed out on is closed, or its process has ended
+    (the supervisor reports a death once it has reaped the worker)."""
+    peer = invocation.peer
+    if not isinstance(peer, Peer) or peer.lost or not peer.pid:
+        return True
+    try:
+        os.kill(peer.pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        pass
+    return False
 
 
 def not_its_connection() -> Reply:

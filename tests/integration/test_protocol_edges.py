@@ -18,6 +18,8 @@ from typing import Any
 import psutil
 import pytest
 
+from forkric.protocol import SlotState
+from forkric.scoreboard import Scoreboard
 from tests.support import differential, fake_runtime_api
 from tests.support.local import Local, local, wait_for
 from tests.support.rie import Reply
@@ -351,6 +353,31 @@ def test_an_invocation_written_to_a_poll_its_worker_left_goes_to_another(tmp_pat
     assert left.status == 200 and left.json() == {"read": True}, left.body
     # Before: 'Task timed out after 5.00 seconds' (it waited on the reset connection).
     assert served.status == 200 and "x-amz-function-error" not in served.headers, served.body
+
+
+def test_a_worker_killed_while_its_invocations_body_arrives_held_it(tmp_path: Path) -> None:
+    """A worker killed after the head of /next's answer arrived and before it marked its slot
+    busy (a 5 MB body being read and joined) 'died holding no invocation': the invocation was
+    left to its timeout. The worker holds it from the head on; its death is reported at once."""
+    task = runtime_task(tmp_path)
+    board_path = tmp_path / "board"
+    with fake_runtime_api.serve() as api:
+        api.split_answers = True
+        process = start_runtime(api, task, "actions.handler",
+                                FORKRIC_STATUS_FILE=str(board_path))
+        try:
+            request_id = api.queue_invocation({})
+            assert api.partial_sent.wait(30), "the runtime never polled"
+            board = Scoreboard.open(str(board_path))
+            wait_for(lambda: board.slots()[0].state == SlotState.BUSY, 15, "the head held")
+            assert board.slots()[0].request_id == request_id
+            os.kill(board.slots()[0].pid, signal.SIGKILL)  # the body never arrived
+            posted = api.wait_posted(15)  # before: none (Queue.Empty after 15 s)
+        finally:
+            api.release.set()
+            _, output = stop_runtime(process)
+    assert posted.path == f"/invocation/{request_id}/error", (posted, output[-2000:])
+    assert posted.json()["errorMessage"].endswith("signal: killed"), posted.json()
 
 
 def test_a_report_the_runtime_api_never_answers_does_not_freeze_the_supervisor(

@@ -76,3 +76,62 @@ def test_a_poll_reset_as_its_invocation_is_handed_gives_it_back(
     # Before: the answer was written to a connection already gone, and the invocation waited
     # for its timeout ('Task timed out') as if a worker ran it.
     assert run(_reset_as_handed()) == (True, False)
+
+
+def _post_error(port: int, request_id: str) -> bytes:
+    """The supervisor's report of a dead worker's invocation (here from the test's own pid,
+    which the stand-in runtime names as its supervisor); the status line answered."""
+    body = b'{"errorType": "Runtime.ExitError", "errorMessage": "signal: killed"}'
+    with socket.create_connection(("127.0.0.1", port)) as supervisor:
+        supervisor.sendall(b"POST /2018-06-01/runtime/invocation/%s/error HTTP/1.1\r\n"
+                           b"Host: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s"
+                           % (request_id.encode(), len(body), body))
+        return supervisor.recv(65536).split(b"\r\n", 1)[0]
+
+
+async def _reported_after_a_give_back() -> tuple[bytes, bool, bytes, bool]:
+    """Worker A is killed as its invocation's body arrives (its connection reset unread: the
+    invocation goes to worker B), then the supervisor reports A's death for that invocation:
+    refused while B runs it; accepted once B's connection is gone too."""
+    invocations = Invocations(timeout_s=30, max_queue=10)
+    service = _service(invocations)
+    service.runtime.pid = os.getpid()  # type: ignore[misc]
+    listening = server.serve(service.runtime_api, server.bind("127.0.0.1", 0), 10,
+                             on_reset=service.unread)
+    loop = asyncio.get_running_loop()
+    try:
+        first = socket.create_connection(("127.0.0.1", listening.port))
+        first.sendall(NEXT)
+        assert await _until(lambda: len(invocations.pollers) == 1, 10), "the poll never came"
+        invocation = Invocation(function_name="f", payload=b"{}")
+        assert invocations.submit(invocation)
+        first.setblocking(False)
+        await loop.sock_recv(first, 1)  # A's answer began...
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        first.close()  # ...and A was killed: reset, the rest unread
+        assert await _until(lambda: invocation in invocations.pending, 5), "not given back"
+        second = socket.create_connection(("127.0.0.1", listening.port))
+        second.sendall(NEXT)
+        assert await _until(lambda: invocations.is_running(invocation.request_id), 5)
+        second.setblocking(False)
+        answer = b""
+        while not answer.endswith(b"\r\n\r\n{}"):  # B reads its invocation whole
+            answer += await loop.sock_recv(second, 65536)
+        port = listening.port
+        while_b_runs = await loop.run_in_executor(None, _post_error, port, invocation.request_id)
+        still_running = invocations.is_running(invocation.request_id)
+        second.close()  # B dies too (a FIN: it read its invocation)
+        assert await _until(lambda: getattr(invocation.peer, "lost", False), 5)
+        after_b = await loop.run_in_executor(None, _post_error, port, invocation.request_id)
+        return while_b_runs, still_running, after_b, invocations.is_running(invocation.request_id)
+    finally:
+        await listening.stop()
+
+
+def test_a_dead_workers_report_does_not_fail_the_run_of_the_worker_it_went_to() -> None:
+    # Before: 202, and the invocation B was running got A's Runtime.ExitError.
+    refused, running, accepted, after = asyncio.run(_reported_after_a_give_back())
+    assert refused.startswith(b"HTTP/1.1 403"), refused
+    assert running
+    assert accepted.startswith(b"HTTP/1.1 202"), accepted
+    assert not after

@@ -344,3 +344,28 @@ def test_invocation_id_is_sent_back_with_the_answer(server: Server) -> None:
     api.post_response("r3", b"{}", "application/json")
     sent = [seen.headers.get("lambda-runtime-invocation-id") for seen in server.seen]
     assert sent == [b"inv-1", b"inv-2", None]
+
+
+class Holding:
+    """A runtime_api.Holder that records what it is told, and whether the body had arrived."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, ...]] = []
+
+    def hold(self, request_id: str, deadline_ms: int) -> None:
+        self.told.append(("hold", request_id, str(deadline_ms)))
+
+    def release(self) -> None:
+        self.told.append(("release",))
+
+
+def test_the_holder_holds_from_the_head_and_is_released_by_a_failed_answer(
+        server: Server, sleeps: list[float]) -> None:
+    """A worker holds its invocation from the head of /next's answer (a worker killed while a
+    5 MB body arrives then died holding it: reported at once, not left to its timeout); an
+    answer that fails after all releases it; a refused poll (403) never held anything."""
+    server.script[NEXT] = [Reply(403, [], b"{}"), invocation_reply("rid-7")]
+    holding = Holding()
+    job = RuntimeAPI(server.address).next(holder=holding)
+    assert job.request_id == "rid-7"
+    assert holding.told == [("release",), ("hold", "rid-7", "1700000000000")]
