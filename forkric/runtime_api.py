@@ -21,6 +21,7 @@ INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
 USER_AGENT = "forkric/{0} (python/{1[0]}.{1[1]}.{1[2]})"
 
 log = logging.getLogger("forkric")
+INIT_MESSAGE_CUT = 64 * 1024  # characters of an oversized init error's message that are kept
 
 
 class RuntimeAPIError(Exception):
@@ -177,11 +178,14 @@ class RuntimeAPI:
         """Report an init error; `error_type` (the header) defaults to the body's errorType. The
         HTTP status (202 expected; 403 in managed-instances mode when another process already
         did); errors as `post_response`."""
+        body = to_json(error).encode("utf-8")
+        if len(body) > RESPONSE_LIMIT:
+            error = cut_init_error(error, len(body))
+            body = to_json(error).encode("utf-8")
         headers = _error_headers(error, None)
         if error_type:
             headers[ERROR_TYPE_HEADER] = error_type
-        return self._call("POST", "/runtime/init/error", to_json(error).encode("utf-8"),
-                          headers).status
+        return self._call("POST", "/runtime/init/error", body, headers).status
 
     def restore_next(self) -> None:
         """SnapStart: the init is complete; returns once the snapshot was restored (200).
@@ -210,6 +214,21 @@ def _error_headers(error: dict[str, Any], xray_cause: dict[str, Any] | None) -> 
         if len(cause.encode("utf-8")) < XRAY_CAUSE_LIMIT:
             headers[XRAY_CAUSE_HEADER] = cause
     return headers
+
+
+def cut_init_error(error: dict[str, Any], size: int) -> dict[str, Any]:
+    """An init error of `size` bytes, over the payload limit (an import raising a 7 MB message),
+    cut to fit: its type kept, its message cut to INIT_MESSAGE_CUT characters with a note, its
+    stack trace kept only if it then fits. Sent whole, the RIE dropped the connection (a panic,
+    with awslambdaric too) and forkric local answered an empty message."""
+    log.error("forkric: the init error is %d bytes, over the payload limit; its message is cut "
+              "to %d characters", size, INIT_MESSAGE_CUT)
+    message = str(error.get("errorMessage", ""))[:INIT_MESSAGE_CUT]
+    cut = dict(error, errorMessage=f"{message}... [cut by forkric: the init error was {size} "
+                                   f"bytes, over the {RESPONSE_LIMIT}-byte payload limit]")
+    if len(to_json(cut).encode("utf-8")) > RESPONSE_LIMIT:
+        cut["stackTrace"] = []
+    return cut
 
 
 def _identity(headers: dict[str, str]) -> tuple[str, int]:

@@ -308,6 +308,22 @@ def test_init_error(task_dir: Path, name: str) -> None:
     assert any("LAMBDA_WARNING: Unhandled exception" in line for line in first.forkric.log)
 
 
+def test_an_init_error_over_the_payload_limit(task_dir: Path) -> None:
+    """An import raising a 7 MB message: the RIE panics on the init error's post and drops the
+    invoker's connection, for awslambdaric and for forkric before; forkric local answered an
+    empty message. forkric now cuts the message to fit (its type kept, the cut said)."""
+    with differential.pair("init_oversized.handler", task_dir) as pair:
+        ours = pair.sides["forkric"].invoke({})
+        with pytest.raises(ConnectionError):  # http.client.RemoteDisconnected
+            pair.sides["awslambdaric"].invoke({})
+    assert ours.status == 502, (ours.status, ours.body[:300])
+    body = json.loads(ours.body)
+    assert body["errorType"] == "ValueError"
+    assert body["errorMessage"].startswith("x" * 1000)
+    assert body["errorMessage"].endswith("over the 6291556-byte payload limit]")
+    assert len(ours.body) < 6291556
+
+
 @pytest.mark.parametrize("handler", ["pkg/sub/mod.handler", "pkg.sub.mod.handler"])
 def test_nested_handler_path(task_dir: Path, handler: str) -> None:
     with differential.pair(handler, task_dir) as pair:
