@@ -123,6 +123,7 @@ class Invocations:
         """The worker's connection broke before it got the invocation: first in line again."""
         if self.running.pop(invocation.request_id, None) is not None and invocation.timer:
             invocation.timer.cancel()
+        invocation.peer = None  # held by no connection until it is written to the next one
         self.pending.appendleft(invocation)
         self._hand_out()
 

@@ -669,8 +669,11 @@ def not_a_worker() -> Reply:
 
 def _holder_gone(invocation: Invocation) -> bool:
     """The connection the invocation was handed out on is closed, or its process has ended
-    (the supervisor reports a death once it has reaped the worker)."""
+    (the supervisor reports a death once it has reaped the worker). One given back and not yet
+    written to its next connection has no holder: a report for it is of an earlier one."""
     peer = invocation.peer
+    if peer is None:
+        return False
     if not isinstance(peer, Peer) or peer.lost or not peer.pid:
         return True
     try:

@@ -13,13 +13,14 @@ import struct
 import time
 from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from forkric.local import server
+from forkric.local.asgi import PEER, Peer, Request
 from forkric.local.invocations import Invocation, Invocations
-from forkric.local.service import Service
+from forkric.local.service import Reply, Service
 
 NEXT = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -135,3 +136,61 @@ def test_a_dead_workers_report_does_not_fail_the_run_of_the_worker_it_went_to() 
     assert running
     assert accepted.startswith(b"HTTP/1.1 202"), accepted
     assert not after
+
+
+async def _reported_as_it_goes_to_another() -> tuple[int, bool]:
+    """Worker A is killed as its invocation's body arrives; the reset gives the invocation to
+    worker B, already polling; the supervisor's report of A's death is read in the turns of the
+    event loop between that hand-out and the service's write to B (the invocation is running
+    again, B's connection not yet named its holder). The report's status, and whether the
+    invocation still runs for B."""
+    invocations = Invocations(timeout_s=30, max_queue=10)
+    service = _service(invocations)
+    service.runtime.pid = os.getpid()  # type: ignore[misc]
+    loop = asyncio.get_running_loop()
+    seen: list[Reply] = []
+
+    async def report(request_id: str) -> None:
+        body = b'{"errorType": "Runtime.ExitError", "errorMessage": "signal: killed"}'
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+        supervisor = Peer()
+        supervisor.pid = os.getpid()
+        seen.append(await service.error(Request({"headers": [], PEER: supervisor}, receive),
+                                        request_id))
+
+    def on_reset(handed: object) -> None:
+        service.unread(handed)  # gives it to B's poll...
+        # ...and the report comes before B's request goes on (asyncio runs callbacks in order).
+        loop.call_soon(lambda: loop.create_task(report(cast(Invocation, handed).request_id)))
+
+    listening = server.serve(service.runtime_api, server.bind("127.0.0.1", 0), 10,
+                             on_reset=on_reset)
+    try:
+        first = socket.create_connection(("127.0.0.1", listening.port))
+        first.sendall(NEXT)
+        assert await _until(lambda: len(invocations.pollers) == 1, 10), "the poll never came"
+        invocation = Invocation(function_name="f", payload=b"{}")
+        assert invocations.submit(invocation)
+        first.setblocking(False)
+        await loop.sock_recv(first, 1)  # A's answer began
+        second = socket.create_connection(("127.0.0.1", listening.port))
+        second.sendall(NEXT)  # B polls
+        assert await _until(lambda: len(invocations.pollers) == 1, 10), "B's poll never came"
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        first.close()  # A killed: reset, the rest unread
+        assert await _until(lambda: bool(seen), 5), "no report"
+        assert await _until(lambda: invocation.peer is not None
+                            and not getattr(invocation.peer, "lost", True), 5)
+        second.close()
+        return seen[0][0], invocations.is_running(invocation.request_id)
+    finally:
+        await listening.stop()
+
+
+def test_a_dead_workers_report_read_as_its_invocation_goes_to_another_is_refused() -> None:
+    # Before: 202 (its holder was still A's lost connection), the invoker got A's ExitError and
+    # B was handed the invocation anyway: B ran it, and its answer was refused.
+    status, running = asyncio.run(_reported_as_it_goes_to_another())
+    assert (status, running) == (403, True)
