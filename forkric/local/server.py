@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import math
 import re
@@ -126,6 +127,8 @@ class _Protocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.gathered = _GatheredWrites(transport, asyncio.get_running_loop())
         self.peer = Peer()
+        self.sock = transport.get_extra_info("socket")
+        self.unread = False  # something we wrote reached the other end after it closed
         super().connection_made(cast(asyncio.Transport, self.gathered))
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, f"forkric local: {self.limits.max_connections} connections are "
@@ -214,9 +217,11 @@ class _Protocol(HttpToolsProtocol):
         self.peer.lost = True
         # Reset (or gone before our write): the last answer was not read. A worker resets a
         # long poll it leaves, and a process that reads its answer whole and then dies ends
-        # with a FIN (connection_lost(None)), so only an unread invocation comes here.
-        if self.peer.handed is not None and isinstance(exc, (ConnectionResetError,
-                                                             BrokenPipeError)):
+        # with a FIN (connection_lost(None)), so only an unread invocation comes here; as does
+        # one written after the worker's FIN left (our read of the FIN hides the reset).
+        if self.peer.handed is not None and (
+                isinstance(exc, (ConnectionResetError, BrokenPipeError))
+                or self._written_after_its_end()):
             handed, self.peer.handed = self.peer.handed, None
             self.on_reset(handed)
 
@@ -224,9 +229,21 @@ class _Protocol(HttpToolsProtocol):
         # The caller half-closed: the event loop closes the transport when this returns, and
         # drops what is written after, so an answer already written leaves now.
         self.gathered.flush()
+        self.peer.lost = True  # nothing written from now on is sent
+        self._written_after_its_end()  # while the socket is open (uvloop closes it first)
         super().eof_received()
         if self.refused:
             self.transport.close()
+
+    def _written_after_its_end(self) -> bool:
+        """True once a write of ours reached the other end after its process closed it: the
+        kernel answered it with a reset, which a read of the FIN before it does not show, and
+        SO_ERROR does (EPIPE; read once, so kept)."""
+        if not self.unread and self.peer.handed is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                self.unread = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (
+                    errno.EPIPE, errno.ECONNRESET)
+        return self.unread
 
 
 class _Server(uvicorn.Server):
