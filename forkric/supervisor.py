@@ -91,11 +91,12 @@ class System:
             return None
         return (pid, status, usage.ru_maxrss) if pid else None
 
-    def report(self, runtime_api: str, request_id: str, error: dict[str, str]) -> None:
-        """Post a dead worker's invocation error; bounded by REPORT_TIMEOUT_S, raises OSError."""
+    def report(self, runtime_api: str, request_id: str, error: dict[str, str]) -> int:
+        """Post a dead worker's invocation error; the HTTP status (202 taken). Bounded by
+        REPORT_TIMEOUT_S, raises OSError."""
         api = RuntimeAPI(runtime_api, next_retries=0, timeout=REPORT_TIMEOUT_S)
         try:
-            api.post_error(request_id, error)
+            return api.post_error(request_id, error)
         finally:
             api.close()
 
@@ -471,9 +472,15 @@ class Supervisor:
                   "reporting %s and starting another", death.record.index, death.record.pid,
                   death.wording, request_id, death.peak_rss_kb / 1024, error["errorType"])
         try:
-            self.system.report(self.config.runtime_api, request_id, error)
+            status = self.system.report(self.config.runtime_api, request_id, error)
         except Exception as exc:
             log.error("forkric: could not report the error of %s: %s", request_id, exc)
+            return
+        if status != 202:
+            # forkric local gave it to another worker (the dead one's connection was reset
+            # before it read the invocation whole), or it was already answered: not an error.
+            log.info("forkric: the Runtime API refused the report of %s (%d): its invocation "
+                     "is answered by another worker or was already over", request_id, status)
 
     def _note_failure(self, death: Death) -> None:
         self.board.count("crashes")

@@ -27,6 +27,7 @@ class FakeSystem(System):
         self.sent: list[tuple[int, int]] = []
         self.ended: deque[tuple[int, int, int]] = deque()
         self.reports: list[tuple[str, dict[str, str]]] = []
+        self.report_status = 202
         self.now = 100.0
         self.fork_error: OSError | None = None
         self.in_child = None  # called with (pid, slot) "in the child" before fork returns
@@ -48,8 +49,9 @@ class FakeSystem(System):
     def reap(self) -> tuple[int, int, int] | None:
         return self.ended.popleft() if self.ended else None
 
-    def report(self, runtime_api: str, request_id: str, error: dict[str, str]) -> None:
+    def report(self, runtime_api: str, request_id: str, error: dict[str, str]) -> int:
         self.reports.append((request_id, error))
+        return self.report_status
 
     def monotonic(self) -> float:
         return self.now
@@ -318,3 +320,18 @@ def test_the_report_of_a_dead_workers_invocation_is_bounded() -> None:
         assert time.monotonic() - started < REPORT_TIMEOUT_S + 1.0
         for conn in held:
             conn.close()
+
+
+def test_a_refused_report_is_said_to_be_refused(caplog: pytest.LogCaptureFixture) -> None:
+    """A worker killed as its invocation's body arrived is reported, but forkric local has
+    given that invocation to another worker (its connection was reset unread): 403. The log
+    said only 'reporting Runtime.ExitError', as if the invoker got it."""
+    sup, system = make()
+    first, _ = start_all(sup)
+    slot_of(sup, first).busy("req-r", int(time.time() * 1000) + 60_000)
+    system.report_status = 403
+    system.ended.append((first, -9 & 0x7F, 2048))
+    with caplog.at_level(logging.INFO, logger="forkric"):
+        sup._turn()
+    assert [rid for rid, _ in system.reports] == ["req-r"]
+    assert "the Runtime API refused the report of req-r (403)" in caplog.text
