@@ -6,6 +6,7 @@ temp files and OpenMP threads; in the import-per-worker mode, its own import; th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -20,6 +21,7 @@ from forkric import hooks, prefork, snapstart
 from forkric.handler import Handler
 
 log = logging.getLogger("forkric")
+LISTENER_DRAIN_S = 2.0  # the most a worker's exit waits for each log listener to write its queue
 
 
 def start_worker(inherited: prefork.Inheritance, handler: Handler) -> Handler:
@@ -105,11 +107,29 @@ def repair_executors(inherited: prefork.Inheritance) -> None:
 
 def restart_listeners(inherited: prefork.Inheritance) -> None:
     """A logging QueueListener's thread is gone in the child: start the worker's own, on a queue
-    of its own (see `own_queue`)."""
+    of its own (see `own_queue`), drained as the worker exits (`drain_listeners`)."""
     for listener in inherited.listeners:
         own_queue(listener.queue)
         listener._thread = None
         listener.start()
+    if inherited.listeners:
+        atexit.register(drain_listeners, list(inherited.listeners))
+
+
+def drain_listeners(listeners: list[Any]) -> None:
+    """At a worker's exit (an atexit hook): what the restarted listeners still hold is written
+    before the process ends. Workers end far more often than an imported-once process does
+    (each reload, recycle, retire), and a listener's thread is a daemon: its queued records
+    were lost with the worker (a CI run lost records logged just before a SIGHUP's swap).
+    Each listener is given LISTENER_DRAIN_S at most (its handler may block)."""
+    for listener in listeners:
+        thread = listener._thread
+        if thread is None:  # the handler's code stopped it itself
+            continue
+        with contextlib.suppress(Exception):
+            listener.enqueue_sentinel()
+            thread.join(LISTENER_DRAIN_S)
+            listener._thread = None
 
 
 def own_queue(shared: Any) -> None:

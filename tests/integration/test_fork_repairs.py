@@ -330,3 +330,34 @@ def test_sockets_open_before_the_import_are_not_the_imports() -> None:
     assert result["mode"] == "per-worker"  # the import's own raw connection
     assert [what.endswith(f"(fd {result['during']})") for what in result["shut"]] == [True]
     assert len(result["findings"]) == 1 and f"(fd {result['during']})" in result["findings"][0]
+
+
+def test_a_restarted_log_listener_writes_what_it_holds_before_the_worker_exits(
+        tmp_path: Path) -> None:
+    """A worker leaves far more often than an imported-once process (each reload, recycle,
+    retire): the records still in its restarted listener's queue were lost with it (a listener's
+    thread is a daemon). A CI run lost records logged just before a SIGHUP swapped the workers.
+    Here the listener's handler is slow, and the worker ends (its atexit hooks) right after
+    logging."""
+    result = run(f'''
+        import atexit, logging, logging.handlers, queue, time
+        class Slow(logging.FileHandler):
+            def emit(self, record):
+                time.sleep(0.3)
+                super().emit(record)
+        with prefork.importing():
+            records = queue.Queue()
+            listener = logging.handlers.QueueListener(records, Slow({str(tmp_path / "log")!r}))
+            listener.start()
+            logger = logging.getLogger("app")
+            logger.propagate = False
+            logger.addHandler(logging.handlers.QueueHandler(records))
+        inherited = prefork.prepare("app.handler")
+
+        def log_then_exit():
+            logger.warning("from %d", os.getpid())
+            atexit._run_exitfuncs()  # the worker's way out (worker._finish)
+            return open({str(tmp_path / "log")!r}).read().count("from")
+        emit({{"mode": inherited.mode, "child": forked(log_then_exit, inherited, repeat=2)}})
+    ''')
+    assert result == {"mode": "once", "child": [{"ok": 1}, {"ok": 2}]}
