@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from forkric import errors, prefork, reimport, worker
+from forkric import errors, postfork, prefork, reimport, worker
 from forkric.config import LOCAL_ENV, Config
 from forkric.handler import Handler
 from forkric.logs import Logs
@@ -399,7 +399,8 @@ class Supervisor:
         # Blocked across the fork: the child takes a signal only once its handlers are in.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*HANDLED_SIGNALS, *CONTROL_SIGNALS})
         try:
-            pid = self.system.fork()
+            with postfork.listeners_paused(self.inherited):
+                pid = self.system.fork()
         except OSError as exc:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.board.clear(index)

@@ -361,3 +361,47 @@ def test_a_restarted_log_listener_writes_what_it_holds_before_the_worker_exits(
         emit({{"mode": inherited.mode, "child": forked(log_then_exit, inherited, repeat=2)}})
     ''')
     assert result == {"mode": "once", "child": [{"ok": 1}, {"ok": 2}]}
+
+
+def test_a_fork_while_a_log_listener_writes_leaves_the_worker_able_to_log(tmp_path: Path) -> None:
+    """The supervisor's own lines go through the handler's root QueueHandler, so its listener
+    thread may be inside a handler (holding that handler's stream lock) at the fork: no thread
+    of the child releases it, and the worker's listener hung on its first write (and the worker
+    on its exit's flush). The supervisor now drains its listeners around each fork."""
+    result = run(f'''
+        import logging, logging.handlers, queue, threading, time
+        inside = threading.Event()
+        class Slow(logging.Handler):
+            lock_held = threading.Lock()  # as a stream's buffer lock is
+            def emit(self, record):
+                with Slow.lock_held:
+                    inside.set()
+                    time.sleep(0.3)
+                    open({str(tmp_path / "log")!r}, "a").write(record.getMessage() + "\\n")
+        with prefork.importing():
+            records = queue.Queue()
+            listener = logging.handlers.QueueListener(records, Slow())
+            listener.start()
+            logger = logging.getLogger("app")
+            logger.propagate = False
+            logger.addHandler(logging.handlers.QueueHandler(records))
+        inherited = prefork.prepare("app.handler")
+        logger.warning("the supervisor's line")
+        inside.wait(5)  # the listener is inside the handler, holding its lock
+        read, write = os.pipe()
+        with postfork.listeners_paused(inherited):
+            pid = os.fork()
+        if pid == 0:
+            postfork.start_worker(inherited, None)
+            logger.warning("from the worker")
+            done = threading.Event()
+            threading.Thread(target=lambda: (listener.stop(), done.set()), daemon=True).start()
+            os.write(write, b"1" if done.wait(5) else b"0")
+            os._exit(0)
+        answer = os.read(read, 1)
+        os.waitpid(pid, 0)
+        emit({{"worker_logged": answer == b"1",
+               "lines": open({str(tmp_path / "log")!r}).read().splitlines()}})
+    ''')
+    assert result["worker_logged"], result
+    assert "from the worker" in result["lines"], result
